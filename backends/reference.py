@@ -1,0 +1,2 @@
+class ReferenceBackend:  # placeholder until the simulator lands
+    name = "reference"
