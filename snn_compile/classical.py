@@ -38,6 +38,8 @@ def reference_solution(qp: QP, solver: str | None = None) -> Solution:
     result = qpsolvers.solve_problem(problem, solver=solver, **_SOLVER_SETTINGS.get(solver, {}))
     if not result.found or result.x is None:
         return Solution.evaluate(qp, np.full(qp.n, np.nan), status=Status.FAILED, solver=solver)
-    z_box = result.z_box if result.z_box is not None else np.zeros(qp.n)
-    return Solution.evaluate(qp, result.x, result.y, result.z, z_box,
+    # qpsolvers returns empty arrays (not None) for blocks the problem lacks.
+    sized = lambda v, size: v if v is not None and np.size(v) == size else np.zeros(size)  # noqa: E731
+    return Solution.evaluate(qp, result.x, sized(result.y, qp.m_eq), sized(result.z, qp.m_ineq),
+                             sized(result.z_box, qp.n),
                              status=Status.SOLVED_CLASSICAL, solver=solver)
