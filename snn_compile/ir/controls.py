@@ -60,20 +60,23 @@ class ScaledProblem:
 
 @dataclass(eq=False)
 class AdaptiveRestart:
-    """Restarted PDHG control (PDLP/PDQP style), checked every ``check_every`` steps.
+    """Restarted accelerated PDHG control (PDLP/PDQP style); exact rule in docs/ir.md §4.
 
-    Exact rule in docs/ir.md §4. ``primal``, ``dual_ineq`` and ``dual_eq`` name the
-    populations holding x, z and y; ``primal_gain``/``dual_gain`` name the step
-    sizes α and β that a primal-weight update rescales.
+    Every ``check_every`` steps it measures the KKT error, on ``problem``, of the
+    current iterate (``primal``, ``dual``) and of the averaged one
+    (``primal_average``, ``dual_average``), and may restart from the better of
+    the two, updating the primal weight ω that ``apdhg`` gains read. The dual
+    population holds [z; y]: its first ``problem.G.shape[0]`` neurons are the
+    inequality duals.
     """
 
     check_every: int
     problem: ScaledProblem
     primal: str
-    dual_ineq: Optional[str]
-    dual_eq: Optional[str]
-    primal_gain: str
-    dual_gain: str
+    primal_average: str
+    dual: str
+    dual_average: str
+    primal_weight_init: float = 1.0
     beta_sufficient: float = 0.2
     beta_necessary: float = 0.8
     beta_artificial: float = 0.36
@@ -81,14 +84,23 @@ class AdaptiveRestart:
     update_primal_weight: bool = True
 
     def __post_init__(self):
+        node = "control AdaptiveRestart"
         if int(self.check_every) < 1:
-            _fail("control AdaptiveRestart", "check_every", "must be ≥ 1")
+            _fail(node, "check_every", "must be ≥ 1")
         self.check_every = int(self.check_every)
         for key in ("beta_sufficient", "beta_necessary", "beta_artificial", "primal_weight_smoothing"):
             value = float(getattr(self, key))
             if not 0.0 <= value <= 1.0:
-                _fail("control AdaptiveRestart", key, "must lie in [0, 1]")
+                _fail(node, key, "must lie in [0, 1]")
             setattr(self, key, value)
+        self.primal_weight_init = float(self.primal_weight_init)
+        if not (np.isfinite(self.primal_weight_init) and self.primal_weight_init > 0):
+            _fail(node, "primal_weight_init", "must be a positive number")
+        self.update_primal_weight = bool(self.update_primal_weight)
+
+    @property
+    def population_names(self) -> tuple:
+        return (self.primal, self.primal_average, self.dual, self.dual_average)
 
 
 CONTROL_TYPES = {cls.__name__: cls for cls in (RunningAverage, AdaptiveRestart)}

@@ -98,15 +98,17 @@ class Network:
                 if name not in self._by_name:
                     _fail("control RunningAverage", "populations", f"unknown population {name!r}")
         if isinstance(ctl, AdaptiveRestart):
-            for key in ("primal", "dual_ineq", "dual_eq"):
+            for key in ("primal", "primal_average", "dual", "dual_average"):
                 name = getattr(ctl, key)
-                if name is not None and name not in self._by_name:
+                if name not in self._by_name:
                     _fail("control AdaptiveRestart", key, f"unknown population {name!r}")
-            for key in ("primal_gain", "dual_gain"):
-                if getattr(ctl, key) not in self._gains:
-                    _fail("control AdaptiveRestart", key, f"unknown gain {getattr(ctl, key)!r}")
-            if not any(isinstance(c, RunningAverage) for c in self.controls):
-                _fail("control AdaptiveRestart", "controls", "needs a RunningAverage rule")
+            n, m = ctl.problem.P.shape[0], ctl.problem.G.shape[0] + ctl.problem.A.shape[0]
+            for key, size in (("primal", n), ("primal_average", n), ("dual", m), ("dual_average", m)):
+                if self._by_name[getattr(ctl, key)].size != size:
+                    _fail("control AdaptiveRestart", key, f"population must have {size} neurons "
+                                                          f"to match the scaled problem")
+            if sum(isinstance(c, AdaptiveRestart) for c in self.controls) > 1:
+                _fail("network", "controls", "at most one AdaptiveRestart rule")
 
     def _validate_readout(self):
         for term in self.readout.terms:

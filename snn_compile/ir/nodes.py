@@ -131,19 +131,29 @@ class Projection:
         return int(self.weights.nnz) if sp.issparse(self.weights) else int(np.count_nonzero(self.weights))
 
 
+#: Closed-form step-size terms of restarted accelerated PDHG (docs/ir.md §2.1).
+#: Each is a function of the epoch counter t (1 at the first step after the start
+#: or a restart) and the primal weight ω, both owned by the AdaptiveRestart rule.
+APDHG_TERMS = ("b", "1-b", "tau", "tau*b", "tau*(1-b)", "sigma")
+
+
 @dataclass(eq=False)
 class Gain:
     """A global scalar multiplying projections/biases that name it.
 
-    Piecewise constant over steps: ``value`` until ``steps[0]``, then
-    ``values[0]`` from step ``steps[0]`` on, and so on. Control rules may
-    rescale a gain at run time (e.g. primal-weight updates at a restart).
+    Without ``formula`` it is piecewise constant over steps: ``value`` until
+    ``steps[0]``, then ``values[0]`` from step ``steps[0]`` on, and so on.
+    With ``formula="apdhg"`` it is ``value × term(t, ω)`` where ``params``
+    holds ``term`` (one of APDHG_TERMS) and the constants ``L``, ``k``, ``s``
+    (docs/ir.md §2.1). Control rules may rescale a gain at run time.
     """
 
     name: str
     value: float
     steps: tuple = ()
     values: tuple = ()
+    formula: Optional[str] = None
+    params: dict = field(default_factory=dict)
 
     def __post_init__(self):
         node = f"gain '{self.name}'"
@@ -156,13 +166,41 @@ class Gain:
             _fail(node, "steps", "must be non-negative and strictly increasing")
         if not all(np.isfinite((self.value,) + self.values)):
             _fail(node, "value", "must be finite")
+        if self.formula not in (None, "apdhg"):
+            _fail(node, "formula", f"unknown formula {self.formula!r} (known: apdhg)")
+        if self.formula == "apdhg":
+            if self.steps:
+                _fail(node, "steps", "a formula gain has no piecewise schedule")
+            if self.params.get("term") not in APDHG_TERMS:
+                _fail(node, "params.term", f"must be one of {APDHG_TERMS}")
+            for key in ("L", "k", "s"):
+                value = self.params.get(key)
+                if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                    _fail(node, f"params.{key}", "must be a finite non-negative number")
+            if not 0 < self.params["s"] < 1 or self.params["k"] <= 0:
+                _fail(node, "params", "needs 0 < s < 1 and k > 0")
+            self.params = {"term": self.params["term"], "L": float(self.params["L"]),
+                           "k": float(self.params["k"]), "s": float(self.params["s"])}
 
-    def at(self, step: int) -> float:
+    def at(self, step: int, *, epoch_step: int | None = None, primal_weight: float = 1.0) -> float:
+        """g(step) before run-time multipliers; ``epoch_step`` is t of docs/ir.md §2.1."""
+        if self.formula == "apdhg":
+            t = step + 1 if epoch_step is None else epoch_step
+            return self.value * apdhg_term(self.params, t, primal_weight)
         value = self.value
         for s, v in zip(self.steps, self.values):
             if step >= s:
                 value = v
         return value
+
+
+def apdhg_term(params: dict, t: int, omega: float) -> float:
+    """b = 2/(t+1), τ = 1/(b·L/s + ω·k/√s), σ = √s·ω/k (docs/ir.md §2.1)."""
+    L, k, s = params["L"], params["k"], params["s"]
+    b = 2.0 / (t + 1)
+    tau = 1.0 / (b * L / s + omega * k / np.sqrt(s))
+    return {"b": b, "1-b": 1.0 - b, "tau": tau, "tau*b": tau * b, "tau*(1-b)": tau * (1.0 - b),
+            "sigma": np.sqrt(s) * omega / k}[params["term"]]
 
 
 @dataclass(eq=False)
