@@ -95,7 +95,7 @@ def cmd_compile(argv) -> int:
     solution = run_and_write(args.problem, target=args.target, family=args.family,
                              hardware=args.hardware, steps=args.steps, tol=args.tol,
                              check_every=args.check_every, output=args.output,
-                             plots=not args.no_plots, progress=not args.quiet)
+                             plots=not args.no_plots, progress=not args.quiet and sys.stderr.isatty())
     if not args.quiet:
         print(f"status {solution.status.value}: obj {solution.obj:.9g} after {solution.steps} steps, "
               f"{solution.spikes} spikes; residuals primal {solution.primal_residual:.2e}, "
