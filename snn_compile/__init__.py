@@ -5,6 +5,7 @@
     net = sc.compile(qp, target="reference", family="lif")
     solution = net.solve(steps=50_000)
 """
+from . import lower
 from .api import CompiledNetwork, compile, solve
 from .errors import CapabilityError, InputError, SnnCompileError
 from .frontends import read_problem

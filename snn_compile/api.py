@@ -73,14 +73,32 @@ class CompiledNetwork:
     def family(self) -> str:
         return self.net.family
 
+    def update(self, *, q=None, h=None, b=None, lb=None, ub=None) -> "CompiledNetwork":
+        """New problem vectors for the same matrices: biases, thresholds and clamps change in
+        place of a recompilation (weights, step sizes and scaling are reused)."""
+        from .passes.parameters import update_parameters
+        changes = {k: v for k, v in dict(q=q, h=h, b=b, lb=lb, ub=ub).items() if v is not None}
+        new_qp = self.qp.replace(check_psd=False, **changes)   # P is unchanged: no eigensolve
+        self.net = update_parameters(self.net, self.qp, new_qp)
+        self.qp = new_qp
+        return self
+
     def run(self, steps: int, **options):
         """Run ``steps`` network steps from the initial state; returns the backend's Trace."""
         self.last_trace = self.backend.run(self.net, steps, **options)
         return self.last_trace
 
     def solve(self, steps: Optional[int] = None, *, tol: float = 1e-3,
-              check_every: Optional[int] = None, progress: bool = False, **options) -> Solution:
-        """Run until all three residuals (original problem) are below ``tol`` or the budget ends."""
+              check_every: Optional[int] = None, progress: bool = False, warm_start: bool = False,
+              **options) -> Solution:
+        """Run until all three residuals (original problem) are below ``tol`` or the budget ends.
+
+        ``warm_start=True`` starts from the final state of the previous solve (e.g. after
+        ``update``) instead of the network's initial state.
+        """
+        if warm_start and self.last_trace is not None:
+            from .passes.parameters import with_initial_state
+            self.net = with_initial_state(self.net, self.last_trace.final_state)
         steps = DEFAULT_STEPS.get(self.family, 100_000) if steps is None else int(steps)
         if steps < 1:
             raise InputError("must be at least 1", field="steps")

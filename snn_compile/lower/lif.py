@@ -142,7 +142,7 @@ def lower_lif(qp: QP, *, gamma: float = 0.01, leak: float = 1.0, dt: Optional[fl
     terms = [ReadoutTerm("x", "r", "state", matrix=D)]
     terms += dual_readout_terms(rows, "r", "state", gamma)
     params = {"gamma": gamma, "leak": leak, "dt": dt, "decay": decay, "ridge": float(ridge),
-              "equality_margin": equality_margin, "rows": m,
+              "equality_margin": equality_margin, "rows": m, "row_kind_list": list(rows.kinds),
               "steps_hint": int(np.ceil(10.0 / (leak * dt))),
               "row_kinds": {k: rows.kinds.count(k) for k in ("ineq", "eq_up", "eq_lo", "lb", "ub")}}
     return Network(populations=[cons, r], projections=projections, schedule=[["cons", "r"]],
