@@ -23,6 +23,7 @@ GROUP = "snn_compile.backends"
 #: name -> "module:Class" of the targets that ship with snn-compile.
 BUILTIN = {
     "reference": "snn_compile.backends.reference:ReferenceBackend",
+    "nir": "snn_compile.backends.nir_export:NIRBackend",
 }
 
 

@@ -198,6 +198,9 @@ def run_and_write(problem_path, *, target="reference", family="primal-dual", har
     if output is None:
         return compiled.solve(steps, tol=tol, check_every=check_every, progress=progress)
     out = Path(output)
+    if getattr(compiled.backend, "output_kind", "folder") == "file":
+        return _write_artifact_file(compiled, out, steps=steps, tol=tol, check_every=check_every,
+                                    progress=progress)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", source=str(out), field="--output")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +212,35 @@ def run_and_write(problem_path, *, target="reference", family="primal-dual", har
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return solution
+
+
+def _write_artifact_file(compiled: CompiledNetwork, out: Path, *, steps, tol, check_every,
+                         progress) -> Solution:
+    """``-o OUT.nir`` for a target whose artifact is one file (``output_kind = "file"``).
+
+    ``emit`` writes the file and its sidecars (e.g. OUT.nir.losses.json) into a
+    temporary sibling folder; they move into place only after the run, so an
+    error leaves nothing half-written. The solution comes from running the
+    target; its ``report(net, qp, steps)``, if it has one, goes into
+    ``solution.extras["target_report"]`` for the CLI to print.
+    """
+    if out.is_dir():
+        raise InputError(f"is a folder; target '{compiled.target}' writes one file (e.g. OUT.nir)",
+                         source=str(out), field="--output")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        written = compiled.backend.emit(compiled.net, staging / out.name)
+        solution = compiled.solve(steps, tol=tol, check_every=check_every, progress=progress)
+        report = getattr(compiled.backend, "report", None)
+        if report is not None:
+            budget = DEFAULT_STEPS.get(compiled.family, 100_000) if steps is None else int(steps)
+            solution.extras["target_report"] = report(compiled.net, compiled.qp, budget)
+        for path in written:
+            os.replace(path, out.parent / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return solution
 
 

@@ -51,7 +51,9 @@ def _main_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-3,
                    help="stop when all three qpbenchmark residuals are below this (default 1e-3)")
     p.add_argument("--check-every", type=int, default=None, help="steps between stopping checks")
-    p.add_argument("--output", "-o", default=None, help="output folder (IR, solution.json, plots)")
+    p.add_argument("--output", "-o", default=None,
+                   help="output folder (IR, solution.json, plots); for a target that writes one "
+                        "file (nir) that file, e.g. OUT.nir")
     p.add_argument("--no-plots", action="store_true", help="skip raster.png and convergence.png")
     p.add_argument("--quiet", "-q", action="store_true")
     return p
@@ -97,6 +99,8 @@ def cmd_compile(argv) -> int:
                              check_every=args.check_every, output=args.output,
                              plots=not args.no_plots, progress=not args.quiet and sys.stderr.isatty())
     if not args.quiet:
+        if solution.extras.get("target_report"):
+            print(solution.extras["target_report"])
         print(f"status {solution.status.value}: obj {solution.obj:.9g} after {solution.steps} steps, "
               f"{solution.spikes} spikes; residuals primal {solution.primal_residual:.2e}, "
               f"dual {solution.dual_residual:.2e}, gap {solution.duality_gap:.2e}"
