@@ -24,6 +24,7 @@ GROUP = "snn_compile.backends"
 BUILTIN = {
     "reference": "snn_compile.backends.reference:ReferenceBackend",
     "nir": "snn_compile.backends.nir_export:NIRBackend",
+    "spinnaker": "snn_compile.backends.spinnaker:SpiNNakerBackend",
 }
 
 
