@@ -18,6 +18,7 @@ import numpy as np
 
 from snn_compile.errors import CapabilityError
 from snn_compile.ir import AdaptiveRestart, Network, RunningAverage
+from snn_compile.runtime import emission_of_state
 from snn_compile.trace import Trace
 
 #: Every feature name a network can require, with a human description.
@@ -42,6 +43,7 @@ FEATURES: dict[str, str] = {
     "control:AdaptiveRestart": "the AdaptiveRestart control rule",
     "readout:average": "readout of running averages",
     "fixed_point": "fixed-point arithmetic",
+    "initial_emission": "an emission of the initial state before step 0 (warm starts)",
 }
 
 
@@ -101,6 +103,8 @@ def required_features(net: Network) -> dict[str, str]:
             use(f"reset_{pop.reset}", where)
         if pop.max_spikes_per_step is not None and pop.max_spikes_per_step < pop.size:
             use("max_spikes_per_step", where)
+        if pop.emit_initial_state and np.any(emission_of_state(pop, pop.v_init) != 0):
+            use("initial_emission", where)
     for proj in net.projections:
         if proj.delay == 0:
             use("zero_delay", f"projection '{proj.name}'")

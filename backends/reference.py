@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from snn_compile.errors import InputError
 from snn_compile.ir import Network, save_network
-from snn_compile.runtime import ControlRuntime, GainState
+from snn_compile.runtime import emission_of_state, ControlRuntime, GainState
 from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace, default_record_every
 
 from .base import FEATURES, Backend, Capabilities, StopCallback
@@ -91,6 +91,9 @@ class _Population:
         self.ring = np.zeros((ring_size, n), dtype=dtype)  # e_p(t) lives in row t mod ring_size
         # Per ring row: indices of its nonzero entries, or None when it may be dense.
         self.ring_fired: list = [_EMPTY] * ring_size
+        if pop.emit_initial_state:      # docs/ir.md §2: e_p(−1) is what v_init emits
+            self.ring[-1 % ring_size] = emission_of_state(pop, self.v)
+            self.ring_fired[-1 % ring_size] = None
         self.incoming: list[_Projection] = []
 
     # ------------------------------------------------------------ emission buffer
@@ -324,9 +327,9 @@ class ReferenceBackend(Backend):
     OPTIONS = ("dtype", "check_every", "max_events", "event_fraction", "sample_populations")
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(features=frozenset(FEATURES) - {"fixed_point"},
-                            dtypes=("float64", "float32"),
-                            notes="executes every IR feature; the semantics' executable form")
+        return Capabilities(features=frozenset(FEATURES), dtypes=("float64", "float32"),
+                            notes="executes every IR feature; the semantics' executable form "
+                                  "(a quantized network in int64, backends/reference_fixed.py)")
 
     def run(self, net: Network, steps: int, *, record_every: Optional[int] = None,
             progress: bool = False, stop: Optional[StopCallback] = None, dtype="float64",
@@ -339,6 +342,12 @@ class ReferenceBackend(Backend):
         if options:
             raise InputError(f"unknown option(s) {sorted(options)} for target 'reference'; "
                              f"known: {', '.join(self.OPTIONS)}", field="options")
+        if net.fixed_point is not None:   # a quantized network runs in integers (docs/ir.md §5)
+            from .reference_fixed import run_fixed
+            self.check(net)
+            return run_fixed(net, steps, record_every=record_every, progress=progress, stop=stop,
+                             check_every=check_every, max_events=max_events,
+                             sample_populations=sample_populations, backend_name=self.name)
         self.check(net)
         steps = int(steps)
         if steps < 0:

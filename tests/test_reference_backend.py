@@ -441,3 +441,14 @@ def test_reference_emit_saves_the_ir(tmp_path):
     paths = ReferenceBackend().emit(hand_network(), tmp_path)
     assert [p.name for p in paths] == ["arrays.npz", "manifest.json"]
     assert load_network(paths[0].parent).neuron_count == 2
+
+
+@pytest.mark.parametrize("flag, expected", [(True, 3.0), (False, 0.0)])
+def test_initial_state_emission(flag, expected):
+    """docs/ir.md §2: with emit_initial_state, a delay-1 reader sees v_init at step 0."""
+    x = Population("x", 1, v_init=3.0, emit_initial_state=flag)
+    y = Population("y", 1, decay=0.0)
+    net = Network([x, y], [Projection("x", "y", np.ones((1, 1)), delay=1)], schedule=[["x", "y"]])
+    trace = simulate(net, 1)
+    assert trace.final_state["y"].tolist() == [expected]
+    assert trace.spike_counts["x"].tolist() == [0]          # not a spike: threshold −∞ emits every update

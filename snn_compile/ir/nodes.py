@@ -79,6 +79,7 @@ class Population:
     reset_value: Any = 0.0
     max_spikes_per_step: Optional[int] = None
     record: bool = False
+    emit_initial_state: bool = False
 
     def __post_init__(self):
         node = f"population '{self.name}'"

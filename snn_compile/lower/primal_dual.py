@@ -77,14 +77,17 @@ def lower_primal_dual(qp: QP, *, scaling: Scaling | None = None, precondition: b
 
     x_init = np.clip(np.zeros(n), scaled.lb, scaled.ub)
     is_ineq = np.arange(m) < m_g
+    # Every population emits its initial state before step 0: the first update's delayed
+    # reads (gradient at x, x_ag's own decay) must see x_init, which is not 0 when 0 lies
+    # outside the box, nor after a warm start.
     populations = [
         Population("x", n, role="primal", bias=-scaled.q, bias_gain="tau", v_min=scaled.lb,
-                   v_max=scaled.ub, v_init=x_init),
+                   v_max=scaled.ub, v_init=x_init, emit_initial_state=True),
         Population("v", m, role="constraint", bias=-c, bias_gain="sigma",
                    v_min=np.where(is_ineq, 0.0, -np.inf), threshold=np.where(is_ineq, 0.0, -np.inf),
-                   record=True),
-        Population("x_ag", n, role="aux", v_init=x_init),
-        Population("v_ag", m, role="aux"),
+                   record=True, emit_initial_state=True),
+        Population("x_ag", n, role="aux", v_init=x_init, emit_initial_state=True),
+        Population("v_ag", m, role="aux", emit_initial_state=True),
     ]
     terms = {"tau": "tau", "tau_b": "tau*b", "tau_1mb": "tau*(1-b)", "sigma": "sigma", "b": "b"}
     consts = {"L": L, "k": k, "s": float(step_factor)}
