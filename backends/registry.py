@@ -25,6 +25,8 @@ BUILTIN = {
     "reference": "snn_compile.backends.reference:ReferenceBackend",
     "nir": "snn_compile.backends.nir_export:NIRBackend",
     "spinnaker": "snn_compile.backends.spinnaker:SpiNNakerBackend",
+    "nengo": "snn_compile.backends.nengo_sim:NengoBackend",
+    "nengo-loihi": "snn_compile.backends.nengo_sim:NengoLoihiBackend",
 }
 
 

@@ -78,7 +78,7 @@ class CompiledNetwork:
         place of a recompilation (weights, step sizes and scaling are reused)."""
         from .passes.parameters import update_parameters
         changes = {k: v for k, v in dict(q=q, h=h, b=b, lb=lb, ub=ub).items() if v is not None}
-        new_qp = self.qp.replace(check_psd=False, **changes)   # P is unchanged: no eigensolve
+        new_qp = self.qp.with_vectors(**changes)
         self.net = update_parameters(self.net, self.qp, new_qp)
         self.qp = new_qp
         return self

@@ -319,6 +319,27 @@ class QP:
         fields.update(changes)
         return QP(**fields)
 
+    def with_vectors(self, **vectors) -> "QP":
+        """A new QP with some of q, h, b, lb, ub replaced and the same matrices.
+
+        Only the new vectors are validated: the matrices were checked when this
+        QP was built, and re-checking P (symmetry) on every receding-horizon
+        update would cost more than the update itself.
+        """
+        sizes = {"q": self.n, "h": self.m_ineq, "b": self.m_eq, "lb": self.n, "ub": self.n}
+        allow = {"q": "finite", "h": "finite", "b": "finite", "lb": "lower", "ub": "upper"}
+        unknown = set(vectors) - set(sizes)
+        if unknown:
+            raise InputError(f"only {sorted(sizes)} can change without recompiling", field=sorted(unknown)[0])
+        new = object.__new__(QP)
+        new.__dict__.update(self.__dict__)
+        for key, value in vectors.items():
+            object.__setattr__(new, key, _as_vector(value, key, sizes[key], allow=allow[key]))
+        bad = np.flatnonzero(new.lb > new.ub)
+        if bad.size:
+            raise InputError(f"lb > ub for variable {new.var_label(int(bad[0]))}", field="lb")
+        return new
+
     def summary(self) -> str:
         nnz = self.nnz()
         return (f"{self.name}: n={self.n}, m_ineq={self.m_ineq}, m_eq={self.m_eq}, "
