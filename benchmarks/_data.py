@@ -56,3 +56,39 @@ def snn_opt_style_qp(seed: int = 0, n: int = 50, m: int = 30):
 
 def relative_error(value: float, reference: float) -> float:
     return abs(value - reference) / max(1.0, abs(reference))
+
+
+def sparse_mpc_qp(n_target: int, nx: int = 4, nu: int = 2, seed: int = 0):
+    """A sparse MPC-like QP with about ``n_target`` variables (any size, for scaling studies).
+
+    States and inputs of a random stable linear system over a horizon N, stacked as
+    z = (x₁, u₀, x₂, u₁, …): dynamics x_{k+1} = A x_k + B u_k as equalities, box
+    bounds on states and inputs, a diagonal cost. nnz grows linearly with N.
+    """
+    import scipy.sparse as sp
+    from snn_compile import QP
+    rng = np.random.default_rng(seed)
+    horizon = max(1, n_target // (nx + nu))
+    A = np.eye(nx) + 0.1 * rng.standard_normal((nx, nx)) / np.sqrt(nx)
+    B = 0.1 * rng.standard_normal((nx, nu))
+    x0 = rng.standard_normal(nx)
+    nz = horizon * (nx + nu)
+    # Variable k-block: [x_{k+1} (nx), u_k (nu)].
+    rows, cols, vals = [], [], []
+    for k in range(horizon):
+        base, r0 = k * (nx + nu), k * nx
+        for i in range(nx):              # x_{k+1} − A x_k − B u_k = (A x0 for k = 0)
+            rows.append(r0 + i); cols.append(base + i); vals.append(1.0)
+            for j in range(nu):
+                rows.append(r0 + i); cols.append(base + nx + j); vals.append(-B[i, j])
+            if k > 0:
+                prev = (k - 1) * (nx + nu)
+                for j in range(nx):
+                    rows.append(r0 + i); cols.append(prev + j); vals.append(-A[i, j])
+    Aeq = sp.csr_matrix((vals, (rows, cols)), shape=(horizon * nx, nz))
+    beq = np.zeros(horizon * nx)
+    beq[:nx] = A @ x0
+    weights = np.tile(np.concatenate([np.ones(nx), 0.1 * np.ones(nu)]), horizon)
+    bound = np.tile(np.concatenate([5.0 * np.ones(nx), 1.0 * np.ones(nu)]), horizon)
+    return QP(P=sp.diags(weights, format="csr"), q=np.zeros(nz), A=Aeq, b=beq, lb=-bound, ub=bound,
+              name=f"mpc_{nz}")
