@@ -25,7 +25,7 @@ import numpy as np
 def main():
     import snn_compile as sc
     from snn_compile.apps import mpc
-    from snn_compile.apps.warm_start import warm_start
+    from snn_compile.warm_start import warm_start
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="quadrotor", choices=("quadrotor", "double_integrator"))

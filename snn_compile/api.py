@@ -83,6 +83,11 @@ class CompiledNetwork:
         self.qp = new_qp
         return self
 
+    def warm_start(self, previous, *, primal_weight: Optional[float] = None) -> "CompiledNetwork":
+        """Start the next run from ``previous`` (a Solution, or {x, y, z} in the user's variables)."""
+        from .warm_start import warm_start
+        return warm_start(self, previous, primal_weight=primal_weight)
+
     def run(self, steps: int, **options):
         """Run ``steps`` network steps from the initial state; returns the backend's Trace."""
         self.last_trace = self.backend.run(self.net, steps, **options)

@@ -22,7 +22,7 @@ from .portfolio import Portfolio, efficient_frontier, markowitz, synthetic_marke
 from .problem_file import problem_dict, write_problem
 from .regression import KernelPredictor, LinearPredictor, kernel_ridge, lasso, ridge
 from .svm import SVMClassifier, kernel_function, svm_dual
-from .warm_start import final_primal_weight, warm_start
+from ..warm_start import final_primal_weight, warm_start
 
 __all__ = ["AppQP", "svm_dual", "SVMClassifier", "kernel_function", "ridge", "kernel_ridge", "lasso",
            "LinearPredictor", "KernelPredictor", "markowitz", "efficient_frontier", "synthetic_market",

@@ -28,7 +28,7 @@ from ..errors import InputError, SnnCompileError
 from ..qp import QP
 from ..solution import Solution
 from ._common import AppQP, as_matrix
-from .warm_start import final_primal_weight, warm_start
+from ..warm_start import final_primal_weight, warm_start
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,11 +15,9 @@ x̃ = x / d, z̃ = c·z / e_ineq, ỹ = c·y / e_eq (``Scaling.scale_primal`` /
 Box multipliers (z_box) are not state in any family (they are read from the
 clamp excess), so they need no warm start.
 
-One limit of the IR as it stands: emissions before step 0 are zero
-(docs/ir.md §2), so the first step's delayed projections see a zero state
-instead of the warm start. The network recovers from that within a few steps,
-but the warm start is not exactly "continue from here"; see the report in
-docs for the proposed IR rule that removes it.
+The populations emit their initial state before step 0
+(``emit_initial_state``, docs/ir.md §2), so the first step's delayed
+projections already see the warm start: the run continues from it exactly.
 """
 from __future__ import annotations
 
@@ -27,12 +25,11 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 
-from ..errors import CapabilityError, InputError
-from ..ir import AdaptiveRestart
-from ..ir.nodes import per_neuron
-from ..passes.precondition import Scaling
-from ..solution import Solution
-from ._common import positive
+from .errors import CapabilityError, InputError
+from .ir import AdaptiveRestart
+from .ir.nodes import per_neuron
+from .passes.precondition import Scaling
+from .solution import Solution
 
 Previous = Union[Solution, Mapping[str, np.ndarray]]
 
@@ -99,7 +96,10 @@ def warm_start(compiled, previous: Previous, *, primal_weight: Optional[float] =
         for pop, values in ((primal, x_net), (primal_avg, x_net), (dual, v_net), (dual_avg, v_net)):
             _set_init(pop, values)
         if primal_weight is not None and rule is not None:
-            rule.primal_weight_init = positive(primal_weight, "primal_weight")
+            omega = float(primal_weight)
+            if not (np.isfinite(omega) and omega > 0):
+                raise InputError(f"must be a finite positive number, got {omega:g}", field="primal_weight")
+            rule.primal_weight_init = omega
     elif family == "projection":
         _set_init(next(p for p in net.populations if p.role == "primal"), x_net)
     else:
