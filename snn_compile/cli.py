@@ -3,6 +3,7 @@
     snn-compile PROBLEM --target NAME [-o OUT] [options]   compile, run, decode
     snn-compile inspect PROBLEM                            sizes, sparsity, conditioning, optimum
     snn-compile targets                                    installed targets
+    snn-compile check PROBLEM --targets a,b,...            run one IR on several targets, compare
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback),
 1 internal error, 3 a check failed (``snn-compile check``).
@@ -39,7 +40,8 @@ def _main_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="snn-compile",
         description="Compile a convex QP to a spiking network, run it on a target and decode "
-                    "the solution. Other forms: 'snn-compile inspect PROBLEM', 'snn-compile targets'.",
+                    "the solution. Other forms: 'snn-compile inspect PROBLEM', 'snn-compile targets', "
+                    "'snn-compile check PROBLEM --targets reference,brian2,...'.",
         epilog=f"Installed targets: {_targets_help()}.")
     p.add_argument("problem", help="problem file: .yaml/.json (docs/problem-format.md), "
                                    "Maros–Meszaros .mat, .qps/.mps, or .npz")
@@ -108,7 +110,12 @@ def cmd_compile(argv) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"inspect": cmd_inspect, "targets": cmd_targets}
+def cmd_check(argv) -> int:
+    from .check_cli import cmd_check as run_check
+    return run_check(argv)
+
+
+COMMANDS = {"inspect": cmd_inspect, "targets": cmd_targets, "check": cmd_check}
 
 
 def main(argv=None) -> int:
