@@ -46,7 +46,10 @@ Gains and control rules
     bias gain, b·g(t) into the ensemble's bias signal. After each step the shared
     ``ControlRuntime`` runs on the live state signals; a restart that rewrites a
     population's latest emission also rewrites the W·e values its delayed
-    connections hold, so they deliver the restarted point.
+    connections hold, so they deliver the restarted point. The same write, made
+    before step 0, gives a population with ``emit_initial_state`` its emission
+    e(−1) of ``v_init`` (docs/ir.md §2), so delayed readers see the initial (or
+    warm-start) state at step 0.
 
 ``nengo-loihi`` runs the ``lif`` family only (see ``NengoLoihiBackend``).
 """
@@ -67,7 +70,7 @@ import scipy.sparse as sp
 
 from snn_compile.errors import CapabilityError, InputError
 from snn_compile.ir import AdaptiveRestart, Network, RunningAverage
-from snn_compile.runtime import ControlRuntime, GainState
+from snn_compile.runtime import ControlRuntime, GainState, emission_of_state
 from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace, default_record_every
 
 from .base import FEATURES, Backend, Capabilities, StopCallback
@@ -269,8 +272,9 @@ def _define_core(nengo, np):  # noqa: C901 - one self-contained unit, copied int
         """The network of ``spec`` in a ``nengo.Simulator``, and the host's access to it.
 
         ``spec``: dt, schedule, populations (kind "ir": the IR fields; kind "lif":
-        tau_rc, min_voltage, bias, v_init, scale, offset) and projections (source,
-        target, delay, gain, weights as an array or a CSR dict).
+        tau_rc, min_voltage, bias, v_init, scale, offset; either may carry
+        ``initial_emission``, e(−1)) and projections (source, target, delay,
+        gain, weights as an array or a CSR dict).
         """
 
         def __init__(self, spec, seed=0):
@@ -363,6 +367,11 @@ def _define_core(nengo, np):  # noqa: C901 - one self-contained unit, copied int
             self._biased = [(h.spec["bias_gain"], h.base_bias, h.bias) for h in self.pops.values()
                             if h.size and h.spec.get("bias_gain") is not None]
             self._last = {}
+            # e(−1) (docs/ir.md §2): at "step −1" it is the latest emission, lag 0
+            for name, handle in self.pops.items():
+                initial = handle.spec["arrays"].get("initial_emission")
+                if initial is not None and handle.size:
+                    self.write_emission(name, initial, 0)
 
         # ------------------------------------------------------------ between steps
         def apply_gains(self, value_of):
@@ -505,6 +514,8 @@ def nengo_spec(net: Network, dt: float = NENGO_DT, *, builtin: bool = True) -> d
                          max_spikes=pop.max_spikes_per_step,
                          arrays={key: np.array(getattr(pop, key), dtype=np.float64) for key in
                                  ("decay", "bias", "v_min", "v_max", "v_init", "threshold", "reset_value")})
+        if pop.emit_initial_state:
+            entry["arrays"]["initial_emission"] = emission_of_state(pop, np.asarray(pop.v_init, np.float64))
         populations.append(entry)
     projections = [{"name": proj.name, "source": proj.source, "target": proj.target, "delay": proj.delay,
                     "gain": proj.gain, "weights": _weights_spec(proj.weights, row_factors.get(proj.target))}
@@ -522,6 +533,10 @@ class _Emissions:
         self._run, self._clock = run, clock
         self._depth = depths
         self._ring = {name: np.zeros((depth, run.pops[name].size)) for name, depth in depths.items()}
+        for name, ring in self._ring.items():    # e(−1), which emission(name, lag) reads at step 0
+            initial = run.pops[name].spec["arrays"].get("initial_emission")
+            if initial is not None:
+                ring[-1 % len(ring)] = initial
         self.last = {name: -1 for name in depths}
 
     def record(self, t: int, updated):
@@ -571,8 +586,8 @@ class NengoBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            features=frozenset(FEATURES) - {"fixed_point", "initial_emission"},
-            notes="every IR feature but a nonzero initial emission; populations that fit nengo.LIF exactly run as LIF (same "
+            features=frozenset(FEATURES) - {"fixed_point"},
+            notes="every IR feature; populations that fit nengo.LIF exactly run as LIF (same "
                   "spikes up to float rounding), all others as IRNeurons (bit-identical to the "
                   "reference); a quantized network runs with its dequantized parameters in float")
 
@@ -667,6 +682,8 @@ def _host_loop(backend: str, net: Network, run, steps: int, *, record_every, pro
     check_every = max(1, int(check_every))
     taken, stopped = 0, False
     index = {name: gains.index(name) for name in gains.names}
+    # control rules and stop callbacks may read recent emissions (ctx.emission)
+    tracks_emissions = controls.active or stop is not None
     started = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(steps):
@@ -688,9 +705,10 @@ def _host_loop(backend: str, net: Network, run, steps: int, *, record_every, pro
                     spike_counts[name][fired] += 1
                     if name in events:
                         events[name].append(t, fired, run.emission(name)[fired])
-            if controls.active:
+            if tracks_emissions:
                 clock[0] = t
                 emissions.record(t, phases[k])
+            if controls.active:
                 refresh_mirrors()
                 controls.after_step(t, phases[k])
             if n_samples and taken % record_every == 0:
@@ -1198,7 +1216,8 @@ def loihi_plan(net: Network) -> dict:
     below the threshold or subtractive (approximated). Host readouts: populations
     that never fire (threshold +∞) and feed nothing; the host runs their IR update
     exactly from the chip's spikes. Projections between chip populations must have
-    delay 1 (the chip's axon delay); projection gains must be constant; no control rules.
+    delay 1 (the chip's axon delay); projection gains must be constant; no control
+    rules; no nonzero emission of the initial state before step 0 (``emit_initial_state``).
     """
     problems, approximations = [], {}
     outgoing = {p.name: [q for q in net.projections if q.source == p.name] for p in net.populations}
@@ -1236,6 +1255,9 @@ def loihi_plan(net: Network) -> dict:
             approximations["reset_subtract"] = where
         if pop.max_spikes_per_step is not None and pop.max_spikes_per_step < pop.size:
             approximations["max_spikes_per_step"] = where
+        if pop.emit_initial_state and np.any(emission_of_state(pop, pop.v_init) != 0):
+            # a spike before step 0 would have to be injected into the emulator's axons
+            problems.append(f"{where} needs {FEATURES['initial_emission']}")
     chip_set = set(chip)
     for proj in net.projections:           # host readouts feed nothing: every source is on the chip
         where = f"projection '{proj.name}'"

@@ -21,7 +21,9 @@ import scipy.sparse as sp
 
 pytest.importorskip("nengo")
 
+import snn_compile  # noqa: E402
 from snn_compile.api import CompiledNetwork  # noqa: E402
+from snn_compile.backends.base import required_features  # noqa: E402
 from snn_compile.backends.nengo_sim import NengoBackend, NengoLoihiBackend, nengo_spec  # noqa: E402
 from snn_compile.backends.reference import ReferenceBackend, simulate  # noqa: E402
 from snn_compile.classical import reference_solution  # noqa: E402
@@ -48,6 +50,17 @@ def random_qp(seed: int = 7, n: int = 20, m: int = 12, m_eq: int = 3) -> QP:
     return QP(P=M @ M.T / n + 0.1 * np.eye(n), q=rng.standard_normal(n), G=rng.standard_normal((m, n)),
               h=rng.uniform(0, 1, m), A=rng.standard_normal((m_eq, n)), b=0.1 * rng.standard_normal(m_eq),
               lb=-np.ones(n), ub=np.ones(n))
+
+
+def boxed_qp(seed: int = 7, n: int = 8, m: int = 5, m_eq: int = 2) -> QP:
+    """A box 1 ≤ x ≤ 2 that excludes 0 (x starts clamped into it, so it emits before
+    step 0), with inequalities and equalities feasible in the box's interior."""
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((n, n))
+    G, A = rng.standard_normal((m, n)), rng.standard_normal((m_eq, n))
+    return QP(P=M @ M.T / n + 0.1 * np.eye(n), q=rng.standard_normal(n), G=G,
+              h=G @ np.full(n, 1.5) + rng.uniform(0, 1, m), A=A, b=A @ rng.uniform(1.2, 1.8, n),
+              lb=np.ones(n), ub=2 * np.ones(n))
 
 
 def small_lif_qp(equality: bool = False) -> QP:
@@ -77,6 +90,21 @@ def assert_same_run(ref, other, *, exact: bool = True):
     assert other.updates == ref.updates
     assert other.gains_final == ref.gains_final
     assert other.control_log == ref.control_log
+
+
+def assert_same_samples(ref, other):
+    assert set(other.samples) == set(ref.samples)
+    for name, (steps, states) in ref.samples.items():
+        np.testing.assert_array_equal(other.samples[name][0], steps, err_msg=name)
+        np.testing.assert_array_equal(other.samples[name][1], states, err_msg=name)
+
+
+def with_initial_emission(net: Network, flag: bool = True, **v_init) -> Network:
+    """``net`` with ``emit_initial_state = flag`` everywhere (and the given initial states)."""
+    pops = [dataclasses.replace(p, emit_initial_state=flag, v_init=v_init.get(p.name, p.v_init))
+            for p in net.populations]
+    return Network(pops, net.projections, gains=net.gains, schedule=net.schedule, controls=net.controls,
+                   readout=net.readout, dt=net.dt, provenance=net.provenance)
 
 
 def raster(trace, population: str) -> np.ndarray:
@@ -202,6 +230,77 @@ def test_lif_mapping_is_the_affine_change_of_variables():
     np.testing.assert_allclose(W, lif_fitting_network().projections[0].weights / (0.05 * scale)[:, None])
 
 
+# ---------------------------------------------------------------- initial emission e(−1)
+def test_box_excluding_zero_emits_initial_state_bit_for_bit():
+    """x starts at its clamp (lb = 1), so e(−1) ≠ 0 reaches the delay-1 projections at step 0."""
+    assert NengoBackend().capabilities().supports("initial_emission")
+    net = lower(boxed_qp(), "primal-dual")
+    assert "initial_emission" in required_features(net)
+    ref = simulate(net, 1000, record_every=1)
+    trace = NengoBackend().run(net, 1000, record_every=1)
+    assert_same_run(ref, trace)
+    assert_same_samples(ref, trace)
+    assert any(entry["event"] == "restart" for entry in trace.control_log)
+    # the feature matters here: without e(−1) the run is another one
+    silent = simulate(with_initial_emission(net, False), 1000, record_every=1)
+    assert not np.array_equal(silent.samples["x_ag"][1], ref.samples["x_ag"][1])
+    assert silent.control_log != ref.control_log
+
+
+def test_initial_emission_through_delay_buffers_and_stop_reads():
+    """e(−1) of every population: delay 1 (the synapse output), delay 3 (a Delay buffer
+    slot), partial schedules; a stop callback sees the same emissions at every lag."""
+    net = with_initial_emission(schedule_network(), a=[0.6, 1.4, 0.2, 0.9], b=[0.5, -0.3, 0.25],
+                                c=[0.7, -1.2])
+    assert "initial_emission" in required_features(net)
+    depth = {"a": 4, "b": 4, "c": 2}
+
+    def watcher(seen):
+        def stop(step, ctx):
+            if step < 4:
+                seen.append({(n, lag): np.array(ctx.emission(n, lag)) for n in depth for lag in range(depth[n])})
+            return False
+        return stop
+
+    seen_ref, seen_nengo = [], []
+    ref = simulate(net, 300, stop=watcher(seen_ref), check_every=1)
+    trace = NengoBackend().run(net, 300, stop=watcher(seen_nengo), check_every=1)
+    assert_same_run(ref, trace)
+    assert len(seen_nengo) == len(seen_ref) == 4
+    for mine, theirs in zip(seen_nengo, seen_ref):
+        for key, value in theirs.items():
+            np.testing.assert_array_equal(mine[key], value, err_msg=str(key))
+    assert np.any(seen_ref[0][("a", 1)] != 0)          # e_a(−1) read at step 0
+    silent = simulate(with_initial_emission(net, False), 300)
+    assert not np.array_equal(silent.final_state["c"], ref.final_state["c"])
+
+
+def test_initial_emission_into_a_builtin_lif_population():
+    """b's e(−1) reaches the built-in LIF "a" through a delay-2 Delay buffer, in a's
+    row-scaled units; a itself emits nothing before step 0 (v_init ≤ T), so it stays LIF."""
+    net = with_initial_emission(lif_fitting_network(), b=[0.5, 0.4, 0.1])
+    ref = simulate(net, 3000)
+    trace = NengoBackend().run(net, 3000)
+    assert trace.meta["neuron_types"] == {"a": "lif", "b": "ir"}
+    assert_same_run(ref, trace, exact=False)
+    assert_same_run(ref, NengoBackend().run(net, 3000, builtin_neurons=False))
+
+
+def test_warm_start_matches_reference_bit_for_bit():
+    """compile → solve → new q → warm start from the previous solution → run / solve."""
+    qp = boxed_qp(seed=11)
+    previous = snn_compile.compile(qp, target="nengo").solve(3000, tol=1e-4)
+    new_q = qp.q + 0.05 * np.random.default_rng(2).standard_normal(qp.n)
+    ours, theirs = (snn_compile.compile(qp, target=target).update(q=new_q).warm_start(previous)
+                    for target in ("nengo", "reference"))
+    assert "initial_emission" in required_features(ours.net)
+    assert_same_run(theirs.run(1000), ours.run(1000))
+    mine, ref = ours.solve(3000, tol=1e-6), theirs.solve(3000, tol=1e-6)
+    assert mine.steps == ref.steps
+    np.testing.assert_array_equal(mine.x, ref.x)
+    np.testing.assert_array_equal(mine.y, ref.y)
+
+
 def test_solve_with_stopping_matches_reference(hand2):
     net = lower(hand2, "primal-dual")
     ours = CompiledNetwork(hand2, net, "nengo", NengoBackend()).solve(5000, tol=1e-6)
@@ -248,6 +347,27 @@ def test_emitted_script_reproduces_the_run(hand2, family, tmp_path):
     assert result["restarts"] == sum(e["event"] == "restart" for e in trace.control_log)
 
 
+def test_emitted_script_emits_the_initial_state(tmp_path):
+    """The script of a warm-started network with a box excluding 0 is the reference's run."""
+    qp = boxed_qp(seed=11)
+    compiled = snn_compile.compile(qp, target="nengo")
+    compiled.warm_start({"x": np.linspace(1.2, 1.8, qp.n), "y": np.ones(qp.m_eq), "z": np.full(qp.m_ineq, 0.5)})
+    net = compiled.net
+    assert "initial_emission" in required_features(net)
+    NengoBackend().emit(net, tmp_path)
+    done = subprocess.run([sys.executable, str(tmp_path / "run_nengo.py"), "--steps", "1000"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ref = simulate(net, 1000)
+    with np.load(tmp_path / "nengo_result.npz") as arrays:
+        for name, state in ref.final_state.items():
+            np.testing.assert_array_equal(arrays[f"final_state.{name}"], state, err_msg=name)
+            np.testing.assert_array_equal(arrays[f"spike_counts.{name}"], ref.spike_counts[name], err_msg=name)
+    result = json.loads((tmp_path / "nengo_result.json").read_text())
+    assert result["restarts"] == sum(e["event"] == "restart" for e in ref.control_log) > 0
+    np.testing.assert_array_equal(result["x"], decode_solution(net, ref, qp).x)
+
+
 def test_emitted_nengo_loihi_script_reproduces_the_run(hand2, tmp_path):
     net = lower(hand2, "lif")
     paths = NengoLoihiBackend().emit(net, tmp_path)
@@ -288,6 +408,23 @@ def test_nengo_loihi_refuses_other_families(hand2, family):
     with pytest.raises(CapabilityError, match="runs the 'lif' family") as err:
         NengoLoihiBackend().check(net)
     assert "graded spikes" in str(err.value)
+
+
+def test_nengo_loihi_refuses_a_nonzero_initial_emission(hand2, tmp_path):
+    """A spike before step 0 is not something the emulator can be given exactly."""
+    net = lower(hand2, "lif")
+    cons = net.population("cons")
+    assert not any(p.emit_initial_state for p in net.populations)
+    assert np.any(cons.v_init > cons.threshold)                  # it would emit, if it were asked to
+    NengoLoihiBackend().check(net)
+    NengoLoihiBackend().check(with_initial_emission(net, cons=np.minimum(cons.v_init, cons.threshold)))
+    emitting = with_initial_emission(net)
+    with pytest.raises(CapabilityError, match="'cons' needs an emission of the initial state before step 0"):
+        NengoLoihiBackend().check(emitting)
+    with pytest.raises(CapabilityError, match="initial state"):
+        NengoLoihiBackend().emit(emitting, tmp_path)
+    with pytest.raises(CapabilityError, match="initial state"):
+        NengoLoihiBackend().run(emitting, 10)
 
 
 def test_nengo_loihi_mapping_is_exact_in_float(hand2):
