@@ -6,9 +6,7 @@
 
     python examples/kernel_ridge/run.py [--out out/kernel_ridge] [--fast] [--write-problem PATH]
 """
-import argparse
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -20,7 +18,7 @@ from sklearn.kernel_ridge import KernelRidge  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import snn_compile as sc  # noqa: E402
-from snn_compile.apps import kernel_ridge, write_problem  # noqa: E402
+from snn_compile.apps import example_command_line, kernel_ridge  # noqa: E402
 
 TOL = 1e-7
 ALPHA, GAMMA = 0.1, 2.0
@@ -38,18 +36,12 @@ def representative():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/kernel_ridge", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="smaller diabetes subset (CI)")
-    parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
-    args = parser.parse_args()
-    if args.write_problem:
-        write_problem(representative().qp, args.write_problem,
-                      header="Kernel ridge regression, RBF kernel (γ = 2, α = 0.1), on a noisy sine\n"
-                             "(40 seeded points): min ½aᵀ(K + αI)a − yᵀa. Written by examples/kernel_ridge/run.py.")
+    setup = example_command_line(__doc__, "kernel_ridge", "smaller diabetes subset (CI)", representative,
+                                 header="Kernel ridge regression, RBF kernel (γ = 2, α = 0.1), on a noisy sine\n"
+                                        "(40 seeded points): min ½aᵀ(K + αI)a − yᵀa. Written by examples/kernel_ridge/run.py.")
+    if setup is None:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = setup
     X, y = noisy_sine()
     qp, decode = representative()
     solution = sc.solve(qp, tol=TOL)

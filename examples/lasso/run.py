@@ -7,9 +7,7 @@ by the neurons' clamp.
 
     python examples/lasso/run.py [--out out/lasso] [--fast] [--write-problem PATH]
 """
-import argparse
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -21,7 +19,7 @@ from sklearn.linear_model import Lasso  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import snn_compile as sc  # noqa: E402
-from snn_compile.apps import lasso, write_problem  # noqa: E402
+from snn_compile.apps import example_command_line, lasso  # noqa: E402
 
 TOL = 1e-7
 
@@ -37,19 +35,13 @@ def representative():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/lasso", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="fewer α values (CI)")
-    parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
-    args = parser.parse_args()
-    if args.write_problem:
-        write_problem(representative().qp, args.write_problem,
-                      header="LASSO (α = 1) on scikit-learn's diabetes data, standardised and centred,\n"
-                             "as a QP in w = u − v, u, v ≥ 0 (variables u[0..9], v[0..9]).\n"
-                             "Written by examples/lasso/run.py --write-problem.")
+    setup = example_command_line(__doc__, "lasso", "fewer α values (CI)", representative,
+                                 header="LASSO (α = 1) on scikit-learn's diabetes data, standardised and centred,\n"
+                                        "as a QP in w = u − v, u, v ≥ 0 (variables u[0..9], v[0..9]).\n"
+                                        "Written by examples/lasso/run.py --write-problem.")
+    if setup is None:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = setup
     X, y = data()
     alphas = np.logspace(-1, 1.5, 5 if args.fast else 12)
     network, library, steps = [], [], []

@@ -14,9 +14,7 @@ run with the classical solver.
 
     python examples/mpc/run.py [--out out/mpc] [--fast] [--write-problem PATH]
 """
-import argparse
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -24,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from snn_compile.apps import double_integrator, mpc_qp, quadrotor, receding_horizon, write_problem  # noqa: E402
+from snn_compile.apps import example_command_line, double_integrator, mpc_qp, quadrotor, receding_horizon  # noqa: E402
 from snn_compile.classical import reference_solution  # noqa: E402
 
 TOL = 1e-4
@@ -58,21 +56,15 @@ def plot_loop(model, network, classical, path, shown):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/mpc", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="shorter horizons and runs (CI)")
-    parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
-    args = parser.parse_args()
-    if args.write_problem:
-        write_problem(representative().qp, args.write_problem,
-                      metadata={"x0": QUAD_START, "horizon": 10, "dt": quadrotor().dt},
-                      header="Linear MPC of a quadrotor linearised about hover (12 states, 4 inputs),\n"
-                             "horizon 10, sparse formulation: variables [u0, x1, u1, x2, ...],\n"
-                             "dynamics as equalities, input/state bounds as lb/ub.\n"
-                             "Written by examples/mpc/run.py --write-problem.")
+    setup = example_command_line(__doc__, "mpc", "shorter horizons and runs (CI)", representative,
+                                 metadata={"x0": QUAD_START, "horizon": 10, "dt": quadrotor().dt},
+                                 header="Linear MPC of a quadrotor linearised about hover (12 states, 4 inputs),\n"
+                                        "horizon 10, sparse formulation: variables [u0, x1, u1, x2, ...],\n"
+                                        "dynamics as equalities, input/state bounds as lb/ub.\n"
+                                        "Written by examples/mpc/run.py --write-problem.")
+    if setup is None:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = setup
     cases = [("double_integrator", double_integrator(), [5.0, 0.0], (20, 12) if args.fast else (30, 40), [0, 1]),
              ("quadrotor", quadrotor(), QUAD_START, (10, 8) if args.fast else (15, 30), [0, 1, 2, 6, 7])]
     results = {}

@@ -9,9 +9,7 @@
 
     python examples/nmf/run.py [--out out/nmf] [--fast] [--write-problem PATH]
 """
-import argparse
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -22,7 +20,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.decomposition import NMF  # noqa: E402
 
 import snn_compile as sc  # noqa: E402
-from snn_compile.apps import anls, low_rank_ratings, nndsvd_init, nnls_qp, write_problem  # noqa: E402
+from snn_compile.apps import example_command_line, anls, low_rank_ratings, nndsvd_init, nnls_qp  # noqa: E402
 from snn_compile.classical import reference_solution  # noqa: E402
 
 TOL = 1e-6
@@ -44,19 +42,13 @@ def network(qp):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/nmf", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="fewer images and iterations (CI)")
-    parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
-    args = parser.parse_args()
-    if args.write_problem:
-        write_problem(representative().qp, args.write_problem,
-                      header="One ANLS half-step of NMF: min_{H≥0} ½‖X − WH‖² for the first 20 digits\n"
-                             "(8×8, scaled to [0, 1]) with W the rank-4 NNDSVD start; H's columns stacked,\n"
-                             "so P is block diagonal. Written by examples/nmf/run.py --write-problem.")
+    setup = example_command_line(__doc__, "nmf", "fewer images and iterations (CI)", representative,
+                                 header="One ANLS half-step of NMF: min_{H≥0} ½‖X − WH‖² for the first 20 digits\n"
+                                        "(8×8, scaled to [0, 1]) with W the rank-4 NNDSVD start; H's columns stacked,\n"
+                                        "so P is block diagonal. Written by examples/nmf/run.py --write-problem.")
+    if setup is None:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = setup
     n_images, iterations = (100, 8) if args.fast else (200, 25)
     X = digits(n_images)
     net = anls(X, RANK, network, iterations=iterations)

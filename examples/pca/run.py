@@ -7,9 +7,7 @@ numpy's eigendecomposition. See snn_compile/apps/pca.py for the limits.
 
     python examples/pca/run.py [--out out/pca] [--fast] [--write-problem PATH]
 """
-import argparse
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -20,7 +18,7 @@ from sklearn.datasets import load_breast_cancer, load_wine  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import snn_compile as sc  # noqa: E402
-from snn_compile.apps import gershgorin_shift, inverse_iteration_qp, leading_component, write_problem  # noqa: E402
+from snn_compile.apps import example_command_line, gershgorin_shift, inverse_iteration_qp, leading_component  # noqa: E402
 
 TOL = 1e-8
 
@@ -36,19 +34,13 @@ def representative():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/pca", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="wine only (CI)")
-    parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
-    args = parser.parse_args()
-    if args.write_problem:
-        write_problem(representative().qp, args.write_problem,
-                      header="First QP of shifted inverse iteration for the leading principal component of\n"
-                             "the wine data (13 standardised features): min ½vᵀ(σI − C)v s.t. v₀ᵀv = 1,\n"
-                             "v₀ = 1/√13, σ = Gershgorin bound. Written by examples/pca/run.py.")
+    setup = example_command_line(__doc__, "pca", "wine only (CI)", representative,
+                                 header="First QP of shifted inverse iteration for the leading principal component of\n"
+                                        "the wine data (13 standardised features): min ½vᵀ(σI − C)v s.t. v₀ᵀv = 1,\n"
+                                        "v₀ = 1/√13, σ = Gershgorin bound. Written by examples/pca/run.py.")
+    if setup is None:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = setup
     datasets = [("wine", load_wine)] + ([] if args.fast else [("breast_cancer", load_breast_cancer)])
     results = {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))

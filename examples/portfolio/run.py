@@ -7,7 +7,6 @@
 
     python examples/portfolio/run.py [--out out/portfolio] [--fast]
 """
-import argparse
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import snn_compile as sc  # noqa: E402
-from snn_compile.apps import efficient_frontier, synthetic_market  # noqa: E402
+from snn_compile.apps import example_command_line, efficient_frontier, synthetic_market  # noqa: E402
 from snn_compile.classical import reference_solution  # noqa: E402
 
 TOL = 1e-6
@@ -26,12 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/portfolio", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="smaller market, fewer frontier points (CI)")
-    args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = example_command_line(__doc__, "portfolio", "smaller market, fewer frontier points (CI)")
 
     qp = sc.read_problem(HERE / "problem.yaml")
     solution, reference = sc.solve(qp, tol=TOL), reference_solution(qp)

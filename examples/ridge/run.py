@@ -5,9 +5,7 @@ each point one network solve, with scikit-learn's coefficients on top.
 
     python examples/ridge/run.py [--out out/ridge] [--fast] [--write-problem PATH]
 """
-import argparse
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -18,7 +16,7 @@ from sklearn.datasets import load_diabetes  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 
 import snn_compile as sc  # noqa: E402
-from snn_compile.apps import ridge, write_problem  # noqa: E402
+from snn_compile.apps import example_command_line, ridge  # noqa: E402
 
 TOL = 1e-7
 
@@ -29,18 +27,12 @@ def representative():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/ridge", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="fewer α values (CI)")
-    parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
-    args = parser.parse_args()
-    if args.write_problem:
-        write_problem(representative().qp, args.write_problem,
-                      header="Ridge regression (α = 1) on scikit-learn's diabetes data, centred:\n"
-                             "min ½wᵀ(XᵀX + αI)w − (Xᵀy)ᵀw + ½‖y‖². Written by examples/ridge/run.py.")
+    setup = example_command_line(__doc__, "ridge", "fewer α values (CI)", representative,
+                                 header="Ridge regression (α = 1) on scikit-learn's diabetes data, centred:\n"
+                                        "min ½wᵀ(XᵀX + αI)w − (Xᵀy)ᵀw + ½‖y‖². Written by examples/ridge/run.py.")
+    if setup is None:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = setup
     X, y = load_diabetes(return_X_y=True)
     alphas = np.logspace(-3, 1, 5 if args.fast else 13)
     network, library, steps = [], [], []

@@ -7,7 +7,6 @@
 
     python examples/svm/run.py [--out out/svm] [--fast] [--write-problem PATH]
 """
-import argparse
 import json
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
 import snn_compile as sc  # noqa: E402
-from snn_compile.apps import svm_dual, write_problem  # noqa: E402
+from snn_compile.apps import example_command_line, svm_dual  # noqa: E402
 from snn_compile.diagnostics import plot_convergence  # noqa: E402
 from snn_compile.passes.precondition import Scaling  # noqa: E402
 
@@ -131,19 +130,13 @@ def benchmark(out: Path, tol: float, fast: bool) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/svm", help="folder for plots and results")
-    parser.add_argument("--fast", action="store_true", help="smaller problems (CI)")
-    parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
-    args = parser.parse_args()
-    if args.write_problem:
-        write_problem(representative().qp, args.write_problem,
-                      header="SVM dual, RBF kernel (γ = 0.5, C = 1): iris versicolor (−1) vs virginica (+1)\n"
-                             "on standardised petal length/width, every other flower (50 points).\n"
-                             "Written by examples/svm/run.py --write-problem.")
+    setup = example_command_line(__doc__, "svm", "smaller problems (CI)", representative,
+                                 header="SVM dual, RBF kernel (γ = 0.5, C = 1): iris versicolor (−1) vs virginica (+1)\n"
+                                        "on standardised petal length/width, every other flower (50 points).\n"
+                                        "Written by examples/svm/run.py --write-problem.")
+    if setup is None:
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = setup
     tol = 1e-4
     results = {"iris_2d": picture(out, tol), "breast_cancer": benchmark(out, tol, args.fast)}
     (out / "results.json").write_text(json.dumps(results, indent=1))

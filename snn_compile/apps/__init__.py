@@ -19,6 +19,7 @@ from .mpc import (ClosedLoop, LinearModel, MpcPlan, double_integrator, mpc_qp, q
 from .nmf import Factorisation, anls, low_rank_ratings, nndsvd_init, nnls_qp
 from .pca import LeadingComponent, gershgorin_shift, inverse_iteration_qp, leading_component
 from .portfolio import Portfolio, efficient_frontier, markowitz, synthetic_market
+from ._common import example_command_line
 from .problem_file import problem_dict, write_problem
 from .regression import KernelPredictor, LinearPredictor, kernel_ridge, lasso, ridge
 from .svm import SVMClassifier, kernel_function, svm_dual
@@ -30,4 +31,4 @@ __all__ = ["AppQP", "svm_dual", "SVMClassifier", "kernel_function", "ridge", "ke
            "shifted_guess", "receding_horizon", "ClosedLoop", "nnls_qp", "anls", "nndsvd_init",
            "low_rank_ratings", "Factorisation", "inverse_iteration_qp", "leading_component",
            "gershgorin_shift", "LeadingComponent", "warm_start", "final_primal_weight",
-           "write_problem", "problem_dict"]
+           "write_problem", "problem_dict", "example_command_line"]

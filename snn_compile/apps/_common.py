@@ -51,3 +51,30 @@ def same_rows(X: np.ndarray, y: np.ndarray, x_name: str = "X", y_name: str = "y"
     if X.shape[0] != y.shape[0]:
         raise InputError(f"{x_name} has {X.shape[0]} rows but {y_name} has {y.shape[0]} entries",
                          field=y_name)
+
+
+def example_command_line(doc: str, name: str, fast_help: str, representative=None, **problem_file):
+    """The command line every example shares: ``--out``, ``--fast`` and, when the example
+    has a ``representative`` QP, ``--write-problem PATH``.
+
+    Returns ``(args, out_folder)`` (the folder exists), or None when the call only
+    wrote the representative problem (``problem_file`` are ``write_problem``'s
+    keyword arguments).
+    """
+    import argparse
+    from pathlib import Path
+
+    from .problem_file import write_problem
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", default=f"out/{name}", help="folder for plots and results")
+    parser.add_argument("--fast", action="store_true", help=fast_help)
+    if representative is not None:
+        parser.add_argument("--write-problem", metavar="PATH", help="write the representative QP and exit")
+    args = parser.parse_args()
+    if getattr(args, "write_problem", None):
+        write_problem(representative().qp, args.write_problem, **problem_file)
+        return None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return args, out
