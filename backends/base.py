@@ -105,6 +105,8 @@ def required_features(net: Network) -> dict[str, str]:
             use("max_spikes_per_step", where)
         if pop.emit_initial_state and np.any(emission_of_state(pop, pop.v_init) != 0):
             use("initial_emission", where)
+    if getattr(net, "fixed_point", None) is not None:
+        use("fixed_point", "the network is quantized (docs/ir.md §5)")
     for proj in net.projections:
         if proj.delay == 0:
             use("zero_delay", f"projection '{proj.name}'")

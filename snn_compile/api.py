@@ -201,7 +201,10 @@ def run_and_write(problem_path, *, target="reference", family="primal-dual", har
     """
     compiled = compile(problem_path, target, family=family, hardware=hardware)
     if output is None:
-        return compiled.solve(steps, tol=tol, check_every=check_every, progress=progress)
+        solution = compiled.solve(steps, tol=tol, check_every=check_every, progress=progress)
+        _compare_with_float(compiled, solution, family=family, steps=steps, tol=tol,
+                            check_every=check_every)
+        return solution
     out = Path(output)
     if getattr(compiled.backend, "output_kind", "folder") == "file":
         return _write_artifact_file(compiled, out, steps=steps, tol=tol, check_every=check_every,
@@ -212,6 +215,8 @@ def run_and_write(problem_path, *, target="reference", family="primal-dual", har
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         solution = compiled.solve(steps, tol=tol, check_every=check_every, progress=progress)
+        _compare_with_float(compiled, solution, family=family, steps=steps, tol=tol,
+                            check_every=check_every)
         _write_outputs(compiled, solution, staging, plots=plots)
         _replace_dir(staging, out)
     except BaseException:
@@ -247,6 +252,19 @@ def _write_artifact_file(compiled: CompiledNetwork, out: Path, *, steps, tol, ch
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return solution
+
+
+def _compare_with_float(compiled: CompiledNetwork, solution: Solution, **solve_options):
+    """For a quantized network: the same problem, family and budget in float on the
+    reference backend, so the quality lost to quantization is printed beside it."""
+    if getattr(compiled.net, "fixed_point", None) is None:
+        return
+    family = solve_options.pop("family")
+    steps = solve_options.pop("steps")
+    reference = compile(compiled.qp, "reference", family=family).solve(steps, **solve_options)
+    solution.extras["float_reference"] = {
+        key: getattr(reference, key) for key in ("obj", "steps", "primal_residual", "dual_residual",
+                                                 "duality_gap")} | {"status": reference.status.value}
 
 
 def _write_outputs(compiled: CompiledNetwork, solution: Solution, folder: Path, *, plots: bool):

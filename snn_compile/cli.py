@@ -103,6 +103,13 @@ def cmd_compile(argv) -> int:
     if not args.quiet:
         if solution.extras.get("target_report"):
             print(solution.extras["target_report"])
+        float_run = solution.extras.get("float_reference")
+        if float_run:
+            print(f"quantized for {args.hardware}: residuals primal/dual/gap "
+                  f"{solution.primal_residual:.2e}/{solution.dual_residual:.2e}/{solution.duality_gap:.2e}, "
+                  f"obj {solution.obj:.9g}; the float network on the same budget: "
+                  f"{float_run['primal_residual']:.2e}/{float_run['dual_residual']:.2e}/"
+                  f"{float_run['duality_gap']:.2e}, obj {float_run['obj']:.9g}")
         print(f"status {solution.status.value}: obj {solution.obj:.9g} after {solution.steps} steps, "
               f"{solution.spikes} spikes; residuals primal {solution.primal_residual:.2e}, "
               f"dual {solution.dual_residual:.2e}, gap {solution.duality_gap:.2e}"

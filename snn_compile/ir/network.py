@@ -3,11 +3,12 @@ update schedule, control rules, a readout and provenance."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from .controls import AdaptiveRestart, CONTROL_TYPES, RunningAverage
+from .fixed_point import FixedPointSpec
 from .nodes import Gain, Population, Projection, Readout, _fail
 
 IR_VERSION = 1
@@ -27,6 +28,8 @@ class Network:
     readout: Readout = field(default_factory=Readout)
     dt: float = 1.0
     provenance: dict = field(default_factory=dict)
+    #: integer formats of a quantized network (docs/ir.md §5); None for a float network
+    fixed_point: Optional[FixedPointSpec] = None
 
     def __post_init__(self):
         self.populations = list(self.populations)
@@ -56,6 +59,10 @@ class Network:
         if not float(self.dt) > 0:
             _fail("network", "dt", "must be positive")
         self.dt = float(self.dt)
+        if self.fixed_point is not None:
+            if not isinstance(self.fixed_point, FixedPointSpec):
+                _fail("network", "fixed_point", "must be a FixedPointSpec or None")
+            self.fixed_point.check_against(self.populations, self.projections)
 
     # ------------------------------------------------------------------ validation
     def _validate_schedule(self):

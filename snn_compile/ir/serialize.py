@@ -18,13 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from . import controls, nodes
+from . import controls, fixed_point, nodes
 from .network import IR_VERSION, Network
 
 FORMAT = "snn-compile/ir"
 _NODE_TYPES = {cls.__name__: cls for cls in (
     nodes.Population, nodes.Projection, nodes.Gain, nodes.ReadoutTerm, nodes.Readout,
-    controls.RunningAverage, controls.AdaptiveRestart, controls.ScaledProblem)}
+    controls.RunningAverage, controls.AdaptiveRestart, controls.ScaledProblem,
+    *fixed_point.FIXED_POINT_TYPES)}
 
 
 class _Encoder:

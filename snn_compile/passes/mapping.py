@@ -217,7 +217,7 @@ def map_network(net: Network, hw: Union[HardwareConfig, str], *, steps: Optional
     report = MappingReport(
         hardware=hw.name, cores=placed, max_chips=max_chips, cores_used=len(placed),
         chips_used=chips_used, boards_used=boards_used, neurons=net.neuron_count,
-        synapses=sum(int(m.nnz) for m in patterns.values()),
+        synapses=sum(int(m.nnz) * _copies(net).get(key, 1) for key, m in patterns.items()),
         synapse_memory_bytes=sum(c.synapse_bytes for c in placed),
         synapse_memory_bytes_per_core=res.synapse_memory_bytes_per_core,
         activity_source=source, spikes_per_step=spikes, synops_per_step=synops,
@@ -235,15 +235,25 @@ def _pattern(weights) -> sp.csr_matrix:
     return mat
 
 
+def _copies(net: Network) -> dict:
+    """Synapses stored per nonzero weight: a quantized projection whose weights are
+    split into several slices (docs/ir.md §5) needs one synapse per slice."""
+    spec = getattr(net, "fixed_point", None)
+    if spec is None:
+        return {}
+    return {id(proj): len(fixed.slices) for proj, fixed in zip(net.projections, spec.projections)}
+
+
 def _incoming(net: Network, patterns, name: str):
     """Synapses into each neuron of ``name``, and per source population the OR of
     the projections' patterns (for counting distinct presynaptic neurons)."""
     size = net.population(name).size
     in_degree = np.zeros(size, dtype=np.int64)
     by_source: dict[str, sp.csr_matrix] = {}
+    copies = _copies(net)
     for proj in net.incoming(name):
         pat = patterns[id(proj)]
-        in_degree += np.diff(pat.indptr)
+        in_degree += np.diff(pat.indptr) * copies.get(id(proj), 1)
         by_source[proj.source] = pat if proj.source not in by_source else \
             sp.csr_matrix(by_source[proj.source] + pat, dtype=bool)
     return in_degree, list(by_source.values())
@@ -258,7 +268,7 @@ def _check_single_neurons(net: Network, hw: HardwareConfig, patterns):
         for proj in net.projections:
             if proj.source == pop.name:
                 pat = patterns[id(proj)]
-                out_degree += np.bincount(pat.indices, minlength=pop.size)
+                out_degree += np.bincount(pat.indices, minlength=pop.size) * _copies(net).get(id(proj), 1)
         distinct_inputs = sum(np.diff(s.indptr) for s in sources) if sources else in_degree * 0
         checks = [
             ("fan-in", in_degree, res.max_fan_in, "synapses into one neuron"),
