@@ -122,6 +122,10 @@ class _Population:
         self.incoming: list = []
         self.stats = _Stats()
         self.mirror = self.v * self.lsb                                    # float view for the host
+        if pop.emit_initial_state:   # docs/ir.md §2: e_p(−1) is what v_init emits (no cap, not a spike)
+            fired = self.all_neurons if self.fires_all else (self.v > self.threshold).nonzero()[0]
+            self.ring[-1 % ring_size][fired] = self.payload(self.v[fired], fired)
+            self.ring_fired[-1 % ring_size] = None
 
     # ------------------------------------------------------------ emission buffer
     def clear_slot(self, t: int):

@@ -24,6 +24,8 @@ GROUP = "snn_compile.backends"
 BUILTIN = {
     "reference": "snn_compile.backends.reference:ReferenceBackend",
     "nir": "snn_compile.backends.nir_export:NIRBackend",
+    "loihi": "snn_compile.backends.loihi:LoihiBackend",
+    "lava": "snn_compile.backends.loihi:LavaBackend",
     "brian2": "snn_compile.backends.brian:Brian2Backend",
     "spinnaker": "snn_compile.backends.spinnaker:SpiNNakerBackend",
     "nengo": "snn_compile.backends.nengo_sim:NengoBackend",

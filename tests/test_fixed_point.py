@@ -188,3 +188,17 @@ def test_save_load_round_trip_is_exact(tmp_path):
     np.testing.assert_array_equal(sparse_a.mantissa.toarray(), sparse_b.mantissa.toarray())
     ta, tb = run_fixed(net, 4, record_every=1), run_fixed(loaded, 4, record_every=1)
     np.testing.assert_array_equal(ta.samples["dst"][1], tb.samples["dst"][1])
+
+
+def test_initial_emission_in_integer_execution():
+    """docs/ir.md §2/§5.5: a delay-1 reader sees what the integer v_init emits at step 0."""
+    from snn_compile.backends.reference import ReferenceBackend
+    from snn_compile.hardware import load_hardware
+    from snn_compile.ir import Gain, Network, Population, Projection
+    from snn_compile.passes.quantize import quantize
+
+    net = Network([Population("src", 1, v_init=0.5, emit_initial_state=True), Population("dst", 1)],
+                  [Projection("src", "dst", np.ones((1, 1)), delay=1, gain="g")], gains=[Gain("g", 1.0)])
+    qnet, _ = quantize(net, load_hardware("loihi2"))
+    trace = ReferenceBackend().run(qnet, 3, record_every=1)
+    assert trace.samples["dst"][1].ravel().tolist() == [0.5, 1.0, 1.5]
