@@ -15,6 +15,9 @@ results:
   of the neurons that fired (bit-identical to the full matvec in float64, up to
   the sign of zero).
 * Buffers are preallocated and updated with ``out=`` forms.
+
+Option ``kernel="numba"`` runs the same step as one compiled call
+(``backends/_kernels.py``), bit-identical to this numpy code, which stays the oracle.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 
-from snn_compile.errors import InputError
-from snn_compile.ir import Network, save_network
+from snn_compile.errors import CapabilityError, InputError
+from snn_compile.ir import AdaptiveRestart, Network, save_network
 from snn_compile.runtime import emission_of_state, ControlRuntime, GainState
 from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace, default_record_every
 
@@ -324,7 +327,7 @@ class ReferenceBackend(Backend):
     name = "reference"
     description = "numpy simulator that defines the IR semantics (float64, or float32 on request)"
 
-    OPTIONS = ("dtype", "check_every", "max_events", "event_fraction", "sample_populations")
+    OPTIONS = ("dtype", "check_every", "max_events", "event_fraction", "sample_populations", "kernel")
 
     def capabilities(self) -> Capabilities:
         return Capabilities(features=frozenset(FEATURES), dtypes=("float64", "float32"),
@@ -334,11 +337,15 @@ class ReferenceBackend(Backend):
     def run(self, net: Network, steps: int, *, record_every: Optional[int] = None,
             progress: bool = False, stop: Optional[StopCallback] = None, dtype="float64",
             check_every: int = 100, max_events: int = DEFAULT_MAX_EVENTS,
-            event_fraction: float = EVENT_FRACTION, sample_populations=None, **options) -> Trace:
+            event_fraction: float = EVENT_FRACTION, sample_populations=None, kernel: str = "auto",
+            **options) -> Trace:
         """Options: ``dtype`` (float64/float32), ``check_every`` (steps between
         ``stop`` polls), ``max_events`` (stored spike events per recorded
         population), ``event_fraction`` (see ``EVENT_FRACTION``),
-        ``sample_populations`` (names to sample; default all)."""
+        ``sample_populations`` (names to sample; default all), ``kernel``
+        (``numpy``, ``numba``: one compiled call per step with bit-identical
+        results, ``auto``: numba when installed and the run is long enough to
+        repay loading it; see ``_kernel_stepper``)."""
         if options:
             raise InputError(f"unknown option(s) {sorted(options)} for target 'reference'; "
                              f"known: {', '.join(self.OPTIONS)}", field="options")
@@ -367,6 +374,7 @@ class ReferenceBackend(Backend):
             pops[proj.target].incoming.append(
                 _Projection(proj, pops[proj.source], pops[proj.target].size, dtype, gains,
                             event_fraction))
+        stepper = _kernel_stepper(kernel, net, pops, steps, dtype)   # before anything holds p.v
 
         clock = [0]
         controls = ControlRuntime(net, {name: p.v for name, p in pops.items()}, gains,
@@ -413,16 +421,39 @@ class ReferenceBackend(Backend):
         stopped = False
         used_gains = gains.values(0)
         started = time.perf_counter()
+        # The numba kernel runs several steps per call when, between the host's interventions
+        # (restart checks, stop polls, samples), the control rules only advance their epoch
+        # counters and so read no state (docs/ir.md §4): chunks end at those steps.
+        chunks = None
+        if stepper is not None and all(isinstance(c, AdaptiveRestart) for c in net.controls):
+            chunks = [c.check_every for c in net.controls] + [check_every] * (stop is not None) \
+                + [record_every] * bool(n_samples) + [bar_every] * (bar is not None)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
-            for t in range(steps):
-                k = t % n_phases
-                used_gains = gains.values(t)
-                for pop in idle[k]:
-                    pop.clear_slot(t)
-                for pop in active[k]:
-                    pop.update(t, used_gains)
-                if run_controls or stop is not None:   # keep g(t) even if a rule rescales a gain
-                    used_gains = list(used_gains)
+            t = 0
+            while t < steps:
+                if chunks is not None:
+                    end = min([steps, t + stepper.chunk_max] + [(t // p + 1) * p for p in chunks])
+                    table = []
+                    for s in range(t, end):
+                        table.append(list(gains.values(s)))
+                        if s < end - 1 and run_controls:    # not a check step: counters only
+                            clock[0] = s
+                            controls.after_step(s, phases[s % n_phases])
+                    stepper.run_chunk(t, table)
+                    t, used_gains = end - 1, table[-1]
+                    k = t % n_phases
+                else:
+                    k = t % n_phases
+                    used_gains = gains.values(t)
+                    if stepper is not None:
+                        stepper.step(t, k, used_gains)
+                    else:
+                        for pop in idle[k]:
+                            pop.clear_slot(t)
+                        for pop in active[k]:
+                            pop.update(t, used_gains)
+                    if run_controls or stop is not None:   # keep g(t) even if a rule rescales a gain
+                        used_gains = list(used_gains)
                 taken = t + 1
                 if run_controls:
                     clock[0] = t
@@ -441,6 +472,7 @@ class ReferenceBackend(Backend):
                         break
                 if bar is not None and taken % bar_every == 0:
                     bar.update(bar_every)
+                t += 1
         wall = time.perf_counter() - started
         if bar is not None:
             bar.update(taken - bar.n)
@@ -453,12 +485,42 @@ class ReferenceBackend(Backend):
         trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
         trace.record_every = record_every if n_samples else 0
         trace.wall_time, trace.stopped_early = wall, stopped
+        trace.meta["kernel"] = "numpy" if stepper is None else "numba"
         return trace
 
     def emit(self, net: Network, out_dir) -> list[Path]:
         """Nothing to generate: the artifact is the IR itself, saved under ``out_dir/ir``."""
         directory = save_network(net, Path(out_dir) / "ir")
         return sorted(directory.iterdir())
+
+
+#: ``kernel="auto"`` picks numba when the time it saves, estimated as steps × (10 µs +
+#: 0.5 ns per neuron and synapse), exceeds this many seconds: importing numba and loading
+#: its cached kernels takes ~0.35 s (the very first use compiles them: ~15 s, once).
+AUTO_NUMBA_SECONDS = 0.5
+
+
+def _kernel_stepper(kernel: str, net: Network, pops: dict, steps: int, dtype):
+    """The compiled per-step executor, or None for the numpy path (the oracle)."""
+    if kernel not in ("auto", "numba", "numpy"):
+        raise InputError(f"must be 'auto', 'numba' or 'numpy', got {kernel!r}", field="kernel")
+    if kernel == "numpy":
+        return None
+    import importlib.util
+    if importlib.util.find_spec("numba") is None:
+        if kernel == "auto":
+            return None
+        raise CapabilityError("kernel='numba' needs the numba package (pip install numba)")
+    if kernel == "auto" and steps * (1e-5 + 5e-10 * (net.neuron_count + net.synapse_count)) \
+            < AUTO_NUMBA_SECONDS:
+        return None
+    from ._kernels import NumbaStepper, supports
+    reason = supports(pops)
+    if reason is not None:
+        if kernel == "auto":
+            return None
+        raise CapabilityError(f"kernel='numba' cannot run this network: {reason}")
+    return NumbaStepper(pops, net.schedule, dtype, len(net.gains) + 1)
 
 
 def _default_sample_interval(steps: int, bytes_per_sample: int) -> int:

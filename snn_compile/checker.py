@@ -185,6 +185,9 @@ def execution_of(spec: TargetSpec, backend, net: Network) -> Execution:
     else:
         dtypes = getattr(backend.capabilities(), "dtypes", ("float64",)) or ("float64",)
         arithmetic = str(spec.dtype or dtypes[0])
+        if arithmetic.startswith("int"):
+            # A target that only computes in integers (loihi) quantizes a float IR itself.
+            arithmetic = "fixed"
     known = KNOWN_DEVIATIONS.get(implementation) or KNOWN_DEVIATIONS.get(spec.name)
     options = tuple((k, v) for k, v in spec.options if k != "dtype")
     return Execution(spec.label, implementation, arithmetic, known(net) if known else None, options)

@@ -7,6 +7,7 @@ dense arrays or ``scipy.sparse`` CSR.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -196,12 +197,20 @@ class Gain:
 
 
 def apdhg_term(params: dict, t: int, omega: float) -> float:
-    """b = 2/(t+1), τ = 1/(b·L/s + ω·k/√s), σ = √s·ω/k (docs/ir.md §2.1)."""
-    L, k, s = params["L"], params["k"], params["s"]
+    """b = 2/(t+1), τ = 1/(b·L/s + ω·k/√s), σ = √s·ω/k (docs/ir.md §2.1).
+
+    Evaluated for every gain on every step: only the requested term is computed.
+    """
+    term, L, k, s = params["term"], params["L"], params["k"], params["s"]
     b = 2.0 / (t + 1)
-    tau = 1.0 / (b * L / s + omega * k / np.sqrt(s))
-    return {"b": b, "1-b": 1.0 - b, "tau": tau, "tau*b": tau * b, "tau*(1-b)": tau * (1.0 - b),
-            "sigma": np.sqrt(s) * omega / k}[params["term"]]
+    if term == "b":
+        return b
+    if term == "1-b":
+        return 1.0 - b
+    if term == "sigma":
+        return math.sqrt(s) * omega / k
+    tau = 1.0 / (b * L / s + omega * k / math.sqrt(s))
+    return tau if term == "tau" else tau * b if term == "tau*b" else tau * (1.0 - b)
 
 
 @dataclass(eq=False)
