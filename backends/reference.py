@@ -478,13 +478,7 @@ class ReferenceBackend(Backend):
             bar.update(taken - bar.n)
             bar.close()
 
-        kept = taken // record_every if n_samples else 0
-        trace = snapshot()
-        trace.events = {n: p.events.arrays() for n, p in pops.items() if p.events is not None}
-        trace.events_truncated = any(p.events.truncated for p in pops.values() if p.events is not None)
-        trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
-        trace.record_every = record_every if n_samples else 0
-        trace.wall_time, trace.stopped_early = wall, stopped
+        trace = finish_trace(snapshot(), pops, sample_steps, sample_states, taken, record_every, wall, stopped)
         trace.meta["kernel"] = "numpy" if stepper is None else "numba"
         return trace
 
@@ -521,6 +515,19 @@ def _kernel_stepper(kernel: str, net: Network, pops: dict, steps: int, dtype):
             return None
         raise CapabilityError(f"kernel='numba' cannot run this network: {reason}")
     return NumbaStepper(pops, net.schedule, dtype, len(net.gains) + 1)
+
+
+def finish_trace(trace: Trace, pops: dict, sample_steps, sample_states: dict, taken: int,
+                 record_every: int, wall: float, stopped: bool) -> Trace:
+    """Complete a run's final snapshot with its events, state samples and timing
+    (shared with the fixed-point executor, whose populations keep the same fields)."""
+    kept = taken // record_every if sample_states else 0
+    trace.events = {n: p.events.arrays() for n, p in pops.items() if p.events is not None}
+    trace.events_truncated = any(p.events.truncated for p in pops.values() if p.events is not None)
+    trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
+    trace.record_every = record_every if sample_states else 0
+    trace.wall_time, trace.stopped_early = wall, stopped
+    return trace
 
 
 def _default_sample_interval(steps: int, bytes_per_sample: int) -> int:

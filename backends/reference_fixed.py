@@ -498,11 +498,5 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
     wall = time.perf_counter() - started
     if bar is not None:
         bar.close()
-    kept = taken // record_every if n_samples else 0
-    trace = snapshot()
-    trace.events = {n: p.events.arrays() for n, p in pops.items() if p.events is not None}
-    trace.events_truncated = any(p.events.truncated for p in pops.values() if p.events is not None)
-    trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
-    trace.record_every = record_every if n_samples else 0
-    trace.wall_time, trace.stopped_early = wall, stopped
-    return trace
+    from .reference import finish_trace   # reference imports this module lazily: no cycle
+    return finish_trace(snapshot(), pops, sample_steps, sample_states, taken, record_every, wall, stopped)
