@@ -45,6 +45,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from snn_compile.backends.reference import _largest_excess
 from snn_compile.ir.fixed_point import decay_state, saturate, shift_round
 
 #: Fields of the fixed-point overflow statistics in a report (reference_fixed._Stats order).
@@ -322,18 +323,6 @@ def _matrix(arrays: dict, key: str):
                          shape=tuple(int(s) for s in arrays[key + ".shape"]))
 
 
-def _largest_excess_float(fired: np.ndarray, v: np.ndarray, threshold: np.ndarray, k: int) -> np.ndarray:
-    """The k firing neurons with the largest v − θ; ties go to the lowest index (reference.py)."""
-    excess = v[fired] - threshold[fired]
-    if k == 1:
-        return fired[np.argmax(excess)][None]
-    kth = np.partition(excess, excess.size - k)[excess.size - k]
-    keep = excess > kth
-    ties = np.flatnonzero(excess == kth)[: k - int(keep.sum())]
-    keep[ties] = True
-    return fired[keep]
-
-
 @implements(proc=PopulationProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
@@ -399,7 +388,7 @@ class PyPopulationModelFloat(_PopulationModel):
         e.fill(0.0)
         fired = self.all_neurons if self.fires_all else np.flatnonzero(v > self.threshold)
         if self.max_spikes is not None and fired.size > self.max_spikes:
-            fired = _largest_excess_float(fired, v, self.threshold, self.max_spikes)
+            fired = _largest_excess(fired, v, self.threshold, self.max_spikes)
         if not fired.size:
             return fired, e[fired]
         if self.binary:

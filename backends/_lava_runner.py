@@ -373,14 +373,8 @@ def execute(folder, steps: int, settings: dict, channel=None, watch=None):
         # after a failure the runtime may never answer: the supervisor kills what is left
         _stop_runtime(procs[0], limit=3.0 if failed else 60.0)
     wall = time.perf_counter() - started - startup
-    kept = taken // record_every if n_samples else 0
-    trace = snapshot()
-    trace.events = {name: log.arrays() for name, log in events.items()}
-    trace.events_truncated = any(log.truncated for log in events.values())
-    trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
-    trace.record_every = record_every if n_samples else 0
-    trace.wall_time, trace.stopped_early = wall, stopped
-    return trace
+    from snn_compile.backends.reference import finish_trace
+    return finish_trace(snapshot(), events, sample_steps, sample_states, taken, record_every, wall, stopped)
 
 
 def _stats_dict(host: _HostPopulation, fields) -> dict:

@@ -74,6 +74,7 @@ from snn_compile.runtime import ControlRuntime, GainState, emission_of_state
 from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace, default_record_every
 
 from .base import FEATURES, Backend, Capabilities, StopCallback
+from .reference import finish_trace
 
 #: Seconds per nengo step. Only nengo's built-in LIF reads it (τ_rc = −dt/ln δ).
 NENGO_DT = 0.001
@@ -729,14 +730,7 @@ def _host_loop(backend: str, net: Network, run, steps: int, *, record_every, pro
     wall = time.perf_counter() - started
     if bar is not None:
         bar.close()
-    trace = snapshot()
-    kept = taken // record_every if n_samples else 0
-    trace.events = {n: log.arrays() for n, log in events.items()}
-    trace.events_truncated = any(log.truncated for log in events.values())
-    trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
-    trace.record_every = record_every if n_samples else 0
-    trace.wall_time, trace.stopped_early = wall, stopped
-    return trace
+    return finish_trace(snapshot(), events, sample_steps, sample_states, taken, record_every, wall, stopped)
 
 
 # ====================================================================== run_nengo.py
@@ -1404,14 +1398,9 @@ class NengoLoihiBackend(Backend):
         wall = time.perf_counter() - started
         if bar is not None:
             bar.close()
-        trace = snapshot()
+        trace = finish_trace(snapshot(), events, sample_steps, sample_states, taken, record_every, wall,
+                             stopped)
         chip.close()
-        kept = taken // record_every if n_samples else 0
-        trace.events = {n: log.arrays() for n, log in events.items()}
-        trace.events_truncated = any(log.truncated for log in events.values())
-        trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
-        trace.record_every = record_every if n_samples else 0
-        trace.wall_time, trace.stopped_early = wall, stopped
         trace.control_log = controls.context.log
         return trace
 

@@ -478,7 +478,8 @@ class ReferenceBackend(Backend):
             bar.update(taken - bar.n)
             bar.close()
 
-        trace = finish_trace(snapshot(), pops, sample_steps, sample_states, taken, record_every, wall, stopped)
+        trace = finish_trace(snapshot(), recorded_events(pops), sample_steps, sample_states, taken,
+                             record_every, wall, stopped)
         trace.meta["kernel"] = "numpy" if stepper is None else "numba"
         return trace
 
@@ -517,13 +518,18 @@ def _kernel_stepper(kernel: str, net: Network, pops: dict, steps: int, dtype):
     return NumbaStepper(pops, net.schedule, dtype, len(net.gains) + 1)
 
 
-def finish_trace(trace: Trace, pops: dict, sample_steps, sample_states: dict, taken: int,
+def recorded_events(pops: dict) -> dict:
+    """Population name → its EventLog, for the populations that record spikes."""
+    return {n: p.events for n, p in pops.items() if p.events is not None}
+
+
+def finish_trace(trace: Trace, event_logs: dict, sample_steps, sample_states: dict, taken: int,
                  record_every: int, wall: float, stopped: bool) -> Trace:
     """Complete a run's final snapshot with its events, state samples and timing
-    (shared with the fixed-point executor, whose populations keep the same fields)."""
+    (every Python executor: float, integer, nengo)."""
     kept = taken // record_every if sample_states else 0
-    trace.events = {n: p.events.arrays() for n, p in pops.items() if p.events is not None}
-    trace.events_truncated = any(p.events.truncated for p in pops.values() if p.events is not None)
+    trace.events = {n: log.arrays() for n, log in event_logs.items()}
+    trace.events_truncated = any(log.truncated for log in event_logs.values())
     trace.samples = {n: (sample_steps[:kept].copy(), s[:kept].copy()) for n, s in sample_states.items()}
     trace.record_every = record_every if sample_states else 0
     trace.wall_time, trace.stopped_early = wall, stopped

@@ -498,5 +498,6 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
     wall = time.perf_counter() - started
     if bar is not None:
         bar.close()
-    from .reference import finish_trace   # reference imports this module lazily: no cycle
-    return finish_trace(snapshot(), pops, sample_steps, sample_states, taken, record_every, wall, stopped)
+    from .reference import finish_trace, recorded_events   # reference imports this module lazily
+    return finish_trace(snapshot(), recorded_events(pops), sample_steps, sample_states, taken,
+                        record_every, wall, stopped)
