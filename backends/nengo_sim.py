@@ -71,10 +71,10 @@ import scipy.sparse as sp
 from snn_compile.errors import CapabilityError, InputError
 from snn_compile.ir import AdaptiveRestart, Network, RunningAverage
 from snn_compile.runtime import ControlRuntime, GainState, emission_of_state
-from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace, default_record_every
+from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace
 
 from .base import FEATURES, Backend, Capabilities, StopCallback
-from .reference import finish_trace
+from .reference import finish_trace, sample_buffers
 
 #: Seconds per nengo step. Only nengo's built-in LIF reads it (τ_rc = −dt/ln δ).
 NENGO_DT = 0.001
@@ -569,10 +569,6 @@ class _Emissions:
         return self._depth[population]
 
 
-def _sample_interval(steps: int, record_every) -> int:
-    return default_record_every(steps) if record_every is None else int(record_every)
-
-
 class NengoBackend(Backend):
     name = "nengo"
     description = "nengo.Simulator (float64): IR populations as nengo neurons, stepped from the host"
@@ -648,14 +644,9 @@ def _host_loop(backend: str, net: Network, run, steps: int, *, record_every, pro
     events = {name: EventLog(max_events) for name in names if pops[name].record}
     updates = {name: 0 for name in names}
 
-    sampled = names if sample_populations is None else list(sample_populations)
-    unknown = [name for name in sampled if name not in pops]
-    if unknown:
-        raise InputError(f"unknown population(s) {unknown}", field="sample_populations")
-    record_every = _sample_interval(steps, record_every)
-    n_samples = steps // record_every if record_every > 0 else 0
-    sample_steps = np.zeros(n_samples, dtype=np.int64)
-    sample_states = {n: np.zeros((n_samples, pops[n].size)) for n in sampled} if n_samples else {}
+    record_every, sample_steps, sample_states = sample_buffers(
+        {name: pops[name].size for name in names}, sample_populations, steps, record_every)
+    n_samples = sample_steps.size
 
     def refresh_mirrors():
         for name in mirrored:
@@ -1330,14 +1321,9 @@ class NengoLoihiBackend(Backend):
         names = [p.name for p in net.populations]
         spike_counts = {n: np.zeros(pops[n].size, dtype=np.int64) for n in names}
         events = {n: EventLog(max_events) for n in plan["chip"] if pops[n].record}
-        sampled = names if sample_populations is None else list(sample_populations)
-        unknown = [n for n in sampled if n not in pops]
-        if unknown:
-            raise InputError(f"unknown population(s) {unknown}", field="sample_populations")
-        record_every = _sample_interval(steps, record_every)
-        n_samples = steps // record_every if record_every > 0 else 0
-        sample_steps = np.zeros(n_samples, dtype=np.int64)
-        sample_states = {n: np.zeros((n_samples, pops[n].size)) for n in sampled} if n_samples else {}
+        record_every, sample_steps, sample_states = sample_buffers(
+            {n: pops[n].size for n in names}, sample_populations, steps, record_every)
+        n_samples = sample_steps.size
         gains = GainState(net.gains)
         gains_final = {name: float(gains.value(name, max(steps - 1, 0))) for name in gains.names}
 

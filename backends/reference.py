@@ -383,17 +383,9 @@ class ReferenceBackend(Backend):
         active = [[pops[name] for name in phase] for phase in phases]
         idle = [[p for name, p in pops.items() if name not in phase] for phase in phases]
 
-        sampled = list(pops) if sample_populations is None else list(sample_populations)
-        unknown = [name for name in sampled if name not in pops]
-        if unknown:
-            raise InputError(f"unknown population(s) {unknown}", field="sample_populations")
-        if record_every is None:
-            record_every = _default_sample_interval(steps, sum(pops[n].size for n in sampled) * dtype.itemsize)
-        record_every = int(record_every)
-        n_samples = steps // record_every if record_every > 0 else 0
-        sample_steps = np.zeros(n_samples, dtype=np.int64)
-        sample_states = {n: np.zeros((n_samples, pops[n].size), dtype=dtype) for n in sampled} \
-            if n_samples else {}
+        record_every, sample_steps, sample_states = sample_buffers(
+            {name: p.size for name, p in pops.items()}, sample_populations, steps, record_every, dtype)
+        n_samples = sample_steps.size
 
         bar = None
         if progress:
@@ -516,6 +508,21 @@ def _kernel_stepper(kernel: str, net: Network, pops: dict, steps: int, dtype):
             return None
         raise CapabilityError(f"kernel='numba' cannot run this network: {reason}")
     return NumbaStepper(pops, net.schedule, dtype, len(net.gains) + 1)
+
+
+def sample_buffers(sizes: dict, sample_populations, steps: int, record_every, dtype=np.float64):
+    """``(record_every, sample_steps, sample_states)`` of a run: the populations to sample
+    (default all, by name → size), at most ~1000 samples and SAMPLE_BUDGET_BYTES by default."""
+    sampled = list(sizes) if sample_populations is None else list(sample_populations)
+    unknown = [name for name in sampled if name not in sizes]
+    if unknown:
+        raise InputError(f"unknown population(s) {unknown}", field="sample_populations")
+    if record_every is None:
+        record_every = _default_sample_interval(steps, sum(sizes[n] for n in sampled) * np.dtype(dtype).itemsize)
+    record_every = int(record_every)
+    n_samples = steps // record_every if record_every > 0 else 0
+    states = {n: np.zeros((n_samples, sizes[n]), dtype=dtype) for n in sampled} if n_samples else {}
+    return record_every, np.zeros(n_samples, dtype=np.int64), states
 
 
 def recorded_events(pops: dict) -> dict:

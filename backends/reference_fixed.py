@@ -26,7 +26,7 @@ from snn_compile.ir import Network
 from snn_compile.ir.fixed_point import (THRESHOLD_ALWAYS, THRESHOLD_NEVER, decay_state, quantize_gain,
                                         round_nearest, saturate, shift_round)
 from snn_compile.runtime import ControlRuntime, GainState
-from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace, default_record_every
+from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace
 
 try:  # y += A·x for CSR without scipy's dispatch overhead (int64 data is supported)
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
@@ -410,16 +410,10 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
         for name in names:
             np.multiply(pops[name].v, pops[name].lsb, out=mirrors[name])
 
-    sampled = list(pops) if sample_populations is None else list(sample_populations)
-    unknown = [name for name in sampled if name not in pops]
-    if unknown:
-        raise InputError(f"unknown population(s) {unknown}", field="sample_populations")
-    if record_every is None:
-        record_every = default_record_every(steps)
-    record_every = int(record_every)
-    n_samples = steps // record_every if record_every > 0 else 0
-    sample_steps = np.zeros(n_samples, dtype=np.int64)
-    sample_states = {n: np.zeros((n_samples, pops[n].size)) for n in sampled} if n_samples else {}
+    from .reference import sample_buffers
+    record_every, sample_steps, sample_states = sample_buffers(
+        {name: p.size for name, p in pops.items()}, sample_populations, steps, record_every)
+    n_samples = sample_steps.size
 
     bar = None
     if progress:
