@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from .errors import BackendUnavailable, CapabilityError, InputError
 from .ir import Network
+from .trace import jsonable
 
 # ---------------------------------------------------------------- documented constants
 #: Steps per target when the caller gives none: enough for the small examples to
@@ -674,17 +675,8 @@ def _num(value):
 
 
 def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    """JSON types for check.json; a non-finite number (a diverged run) is null."""
+    return jsonable(value, nonfinite=lambda _: None)
 
 
 # ---------------------------------------------------------------- row names

@@ -158,7 +158,7 @@ class Trace:
                "control_log": self.control_log, "wall_time": self.wall_time, "backend": self.backend,
                "dtype": self.dtype, "stopped_early": self.stopped_early, "meta": self.meta,
                "arrays": keys}
-        (directory / "trace.json").write_text(json.dumps(_jsonable(doc), indent=1, allow_nan=False))
+        (directory / "trace.json").write_text(json.dumps(jsonable(doc), indent=1, allow_nan=False))
         np.savez(directory / "arrays.npz", **arrays)
         return directory
 
@@ -185,18 +185,19 @@ class Trace:
                    dtype=doc["dtype"], stopped_early=doc["stopped_early"], meta=doc["meta"], **groups)
 
 
-def _jsonable(value):
-    """Plain JSON types; non-finite floats become {"$float": "inf"} so the file stays strict JSON."""
+def jsonable(value, nonfinite=lambda v: {"$float": repr(v)}):
+    """Plain JSON types. Non-finite floats become ``nonfinite(value)``: by default
+    {"$float": "inf"}, so the file stays strict JSON and loads back exactly."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, nonfinite) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v, nonfinite) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist(), nonfinite)
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        return {"$float": repr(value)}
+        return nonfinite(value)
     return value
 
 
