@@ -354,7 +354,8 @@ class ReferenceBackend(Backend):
             self.check(net)
             return run_fixed(net, steps, record_every=record_every, progress=progress, stop=stop,
                              check_every=check_every, max_events=max_events,
-                             sample_populations=sample_populations, backend_name=self.name)
+                             sample_populations=sample_populations, backend_name=self.name,
+                             kernel=kernel)
         self.check(net)
         steps = int(steps)
         if steps < 0:

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from snn_compile.errors import CapabilityError, InputError
-from snn_compile.ir import Network
+from snn_compile.ir import AdaptiveRestart, Network
 from snn_compile.ir.fixed_point import (THRESHOLD_ALWAYS, THRESHOLD_NEVER, decay_state, quantize_gain,
                                         round_nearest, saturate, shift_round)
 from snn_compile.runtime import ControlRuntime, GainState
@@ -297,7 +297,9 @@ class _Slice:
 
 
 class _Projection:
-    def __init__(self, proj, fixed, source: _Population, spec, gains: GainState):
+    def __init__(self, proj, fixed, source: _Population, spec, gains: GainState, fuse: bool = False):
+        """``fuse``: run the full (non-event) path through ``_kernels_fixed.FusedSlices``
+        when every slice is sparse."""
         self.name, self.source, self.delay = proj.name, source, proj.delay
         self.gain = gains.index(proj.gain)
         self.has_gain = proj.gain is not None
@@ -307,6 +309,10 @@ class _Projection:
         self.slices = [_Slice(ws, source.payload_bound, spec.gain_mantissa_bits, proj.name)
                        for ws in fixed.slices]
         self.event_limit = -1 if source.fires_all else int(EVENT_FRACTION * source.size)
+        self.fused = None
+        if fuse and self.slices and all(sl.sparse for sl in self.slices):
+            from ._kernels_fixed import FusedSlices
+            self.fused = FusedSlices([sl.M for sl in self.slices], [sl.exponent for sl in self.slices])
 
     def accumulate(self, t: int, I: np.ndarray, qgains: list, stats: _Stats):
         """I += Σ_slices rshift(g_m · a, −(g_e + E)) with a = M · e_src(t − d) (§5.2)."""
@@ -321,6 +327,14 @@ class _Projection:
         if g_m == 0:
             return
         e = src.ring[slot]
+        if fired is None and self.fused is not None:
+            self.fused.accumulate(I, e, g_m, g_e, self.has_gain, self.acc_limit if self.before_shift else None)
+            if self.before_shift:
+                peak, clipped = (int(x) for x in self.fused.stats)
+                stats.max_input = max(stats.max_input, peak)
+                stats.input_saturations += clipped
+                stats.unmasked += clipped
+            return
         for sl in self.slices:
             a = sl.matvec(e, fired)
             if self.before_shift and a.size:
@@ -378,10 +392,30 @@ class _Emissions:
         return self._pops[population].ring_size
 
 
+def _use_kernel(kernel: str, spec, steps: int) -> bool:
+    """Whether the projections run through ``_kernels_fixed`` (see ``run_fixed``)."""
+    from .reference import AUTO_NUMBA_SECONDS      # reference imports this module lazily
+    if kernel not in ("auto", "numba", "numpy"):
+        raise InputError(f"must be 'auto', 'numba' or 'numpy', got {kernel!r}", field="kernel")
+    if kernel == "numpy":
+        return False
+    import importlib.util
+    if importlib.util.find_spec("numba") is None:
+        if kernel == "auto":
+            return False
+        raise CapabilityError("kernel='numba' needs the numba package (pip install numba)")
+    # the numpy path costs ~1.5 ns per chip synapse and step; the kernel saves most of it
+    return kernel == "numba" or steps * 1e-9 * spec.synapse_count >= AUTO_NUMBA_SECONDS
+
+
 def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, progress: bool = False,
               stop=None, check_every: int = 100, max_events: int = DEFAULT_MAX_EVENTS,
-              sample_populations=None, backend_name: str = "reference") -> Trace:
-    """Execute the quantized ``net`` for ``steps`` steps in integer arithmetic (docs/ir.md §5)."""
+              sample_populations=None, backend_name: str = "reference", kernel: str = "auto") -> Trace:
+    """Execute the quantized ``net`` for ``steps`` steps in integer arithmetic (docs/ir.md §5).
+
+    ``kernel``: ``numpy`` (the oracle), ``numba`` (multi-slice projections through one
+    compiled pass per row, ``_kernels_fixed``; bit-identical), ``auto`` (numba when
+    installed and the run is long enough to repay loading it)."""
     spec = net.fixed_point
     if spec is None:
         raise InputError("network is not quantized (no fixed_point spec); run snn_compile.passes."
@@ -396,8 +430,9 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
         ring_sizes[proj.source] = max(ring_sizes[proj.source], proj.delay + 1)
     pops = {p.name: _Population(p, f, spec, ring_sizes[p.name], gains, max_events)
             for p, f in zip(net.populations, spec.populations)}
+    fuse = _use_kernel(kernel, spec, steps)
     for proj, fixed in zip(net.projections, spec.projections):
-        pops[proj.target].incoming.append(_Projection(proj, fixed, pops[proj.source], spec, gains))
+        pops[proj.target].incoming.append(_Projection(proj, fixed, pops[proj.source], spec, gains, fuse))
 
     clock = [0]
     mirrors = {name: p.mirror for name, p in pops.items()}
@@ -450,6 +485,14 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
 
     controls.context.snapshot = snapshot
     run_controls = controls.active
+    # an AdaptiveRestart rule reads no state between its checks (it only counts steps):
+    # the float mirrors need not follow those steps
+    periods = [c.check_every for c in net.controls if isinstance(c, AdaptiveRestart)]
+    counts_only = len(periods) == len(net.controls)
+
+    def reads_states(t: int) -> bool:
+        return not counts_only or any((t + 1) % period == 0 for period in periods)
+
     n_phases = len(phases)
     taken, stopped = 0, False
     used_gains = list(gains.values(0))
@@ -467,7 +510,8 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
         taken = t + 1
         if run_controls:
             clock[0] = t
-            refresh(phases[k])
+            if reads_states(t):
+                refresh(phases[k] if not counts_only else pops)
             logged = len(log)
             controls.after_step(t, phases[k])
             if len(log) != logged:          # a rule may have written states: back to integers
@@ -493,5 +537,8 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
     if bar is not None:
         bar.close()
     from .reference import finish_trace, recorded_events   # reference imports this module lazily
-    return finish_trace(snapshot(), recorded_events(pops), sample_steps, sample_states, taken,
-                        record_every, wall, stopped)
+    trace = finish_trace(snapshot(), recorded_events(pops), sample_steps, sample_states, taken,
+                         record_every, wall, stopped)
+    fused = any(proj.fused is not None for pop in pops.values() for proj in pop.incoming)
+    trace.meta["kernel"] = "numba" if fused else "numpy"
+    return trace

@@ -1,0 +1,174 @@
+"""Numba kernels for the integer reference executor (``run_fixed(..., kernel="numba")``).
+
+The hot spot of a quantized network is docs/ir.md §5.2 for a projection with
+several weight slices: per slice a = M_s·e, then a·g_m, then the rounding shift
+by −(g_e + E_s), added to I. The numpy path (``reference_fixed._Projection``)
+walks every slice's CSR matrix separately and makes four full-length
+temporaries per slice. Here the slices share one sparsity pattern (the union of
+theirs) with their mantissas stored side by side in the narrowest integer type
+that holds them, so a row is read once for all slices.
+
+Bit-identity with the numpy path needs no care about order: every operation is
+an int64 integer operation, exact (the executor's ``CapabilityError`` checks
+keep products below 2^61), and int64 addition is associative.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numba as nb
+import numpy as np
+import scipy.sparse as sp
+
+_JIT = dict(cache=True, nogil=True)
+#: Rows are independent, so the row loops use every core (``prange``; results do not
+#: depend on the thread count). Numba's fallback threading layer (workqueue) aborts the
+#: process on concurrent launches from two threads: callers take this lock.
+_PARALLEL = threading.Lock()
+# OpenMP threads that spin while they wait make a parallel loop several times slower
+# than a serial one as soon as another process wants the same cores (measured on
+# 2 cores: 6.7 ms against 1.4 ms per call); sleeping ones cost nothing then. Read by
+# libgomp when numba first loads it, which is after this import; a user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+#: Slices summed in one pass over a row (their sums stay in registers).
+SLICES_PER_PASS = 3
+
+
+class FusedSlices:
+    """The weight slices of one projection on their union sparsity pattern."""
+
+    def __init__(self, matrices: list, exponents: list):
+        """``matrices``: each slice's int64 CSR mantissas; ``exponents``: each slice's
+        exponent (an int, or one per row)."""
+        rows, cols = matrices[0].shape
+        csr = [sp.csr_matrix(M) for M in matrices]
+        for M in csr:
+            M.sum_duplicates()                      # canonical: sorted, one entry per position
+        keys = [np.repeat(np.arange(rows, dtype=np.int64), np.diff(M.indptr)) * cols + M.indices
+                for M in csr]
+        union = np.unique(np.concatenate(keys))
+        self.indptr = np.searchsorted(union, np.arange(rows + 1, dtype=np.int64) * cols).astype(np.int64)
+        self.indices = (union % cols).astype(np.uint32 if cols < 2**32 else np.uint64)
+        peak = max((int(np.abs(M.data).max()) for M in csr if M.nnz), default=0)
+        dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64) if peak <= np.iinfo(t).max)
+        self.mantissas = np.zeros((len(csr), union.size), dtype)
+        for s, (M, key) in enumerate(zip(csr, keys)):
+            self.mantissas[s, np.searchsorted(union, key)] = M.data
+        self.exponents = np.empty((len(csr), rows), np.int64)
+        for s, exponent in enumerate(exponents):
+            self.exponents[s] = exponent
+        self.sums = np.empty((len(csr), rows), np.int64)
+        self.stats = np.zeros(2, np.int64)          # accumulator limit: largest |a|, clipped sums
+
+    def accumulate(self, I: np.ndarray, e: np.ndarray, g_m: int, g_e: int, has_gain: bool,
+                   acc_limit=None):
+        """I += Σ_s rshift(g_m·a_s, −(g_e + E_s)) with a_s = M_s·e, in place. With
+        ``acc_limit`` (before_shift chips) each a_s is clipped to ±acc_limit first and
+        ``self.stats`` holds this call's largest |a_s| and number of clipped sums."""
+        passes = [slice(first, first + SLICES_PER_PASS)
+                  for first in range(0, self.mantissas.shape[0], SLICES_PER_PASS)]
+        with _PARALLEL:
+            if acc_limit is None:             # one pass over the rows does everything
+                for part in passes:
+                    _accumulate_rows(I, e, self.indptr, self.indices, self.mantissas[part],
+                                     self.exponents[part], int(g_m), int(g_e), bool(has_gain))
+                return
+            for part in passes:
+                _row_sums(self.sums[part], e, self.indptr, self.indices, self.mantissas[part])
+        _clip_sums(self.sums, int(acc_limit), self.stats)
+        _add_shifted(I, self.sums, self.exponents, int(g_m), int(g_e), bool(has_gain))
+
+
+@nb.njit(parallel=True, **_JIT)
+def _accumulate_rows(I, e, indptr, indices, mantissas, exponents, g_m, g_e, has_gain):
+    """I[r] += Σ_s rshift(g_m·a_s, −(g_e + E_s[r])), a_s = Σ_pos mantissas[s, pos]·e[indices[pos]]
+    over row r (1 to 3 slices; g = 1: no multiply). Saturation statistics would slow this
+    loop several times over (measured), so chips with an accumulator limit take the
+    three-kernel path."""
+    slices = mantissas.shape[0]
+    for r in nb.prange(indptr.size - 1):
+        a0 = np.int64(0)
+        a1 = np.int64(0)
+        a2 = np.int64(0)
+        for pos in range(indptr[r], indptr[r + 1]):
+            source = e[indices[pos]]
+            a0 += np.int64(mantissas[0, pos]) * source
+            if slices > 1:
+                a1 += np.int64(mantissas[1, pos]) * source
+            if slices > 2:
+                a2 += np.int64(mantissas[2, pos]) * source
+        if has_gain:
+            total = _shift(a0 * g_m, -(g_e + exponents[0, r]))
+            if slices > 1:
+                total += _shift(a1 * g_m, -(g_e + exponents[1, r]))
+            if slices > 2:
+                total += _shift(a2 * g_m, -(g_e + exponents[2, r]))
+        else:
+            total = _shift(a0, -exponents[0, r])
+            if slices > 1:
+                total += _shift(a1, -exponents[1, r])
+            if slices > 2:
+                total += _shift(a2, -exponents[2, r])
+        I[r] += total
+
+
+@nb.njit(parallel=True, **_JIT)
+def _row_sums(sums, e, indptr, indices, mantissas):
+    """sums[s, r] = Σ_pos mantissas[s, pos]·e[indices[pos]] over row r (1 to 3 slices)."""
+    slices = mantissas.shape[0]
+    for r in nb.prange(indptr.size - 1):
+        a0 = np.int64(0)
+        a1 = np.int64(0)
+        a2 = np.int64(0)
+        for pos in range(indptr[r], indptr[r + 1]):
+            source = e[indices[pos]]
+            a0 += np.int64(mantissas[0, pos]) * source
+            if slices > 1:
+                a1 += np.int64(mantissas[1, pos]) * source
+            if slices > 2:
+                a2 += np.int64(mantissas[2, pos]) * source
+        sums[0, r] = a0
+        if slices > 1:
+            sums[1, r] = a1
+        if slices > 2:
+            sums[2, r] = a2
+
+
+@nb.njit(**_JIT)
+def _clip_sums(sums, limit, stats):
+    """Saturate every sum to ±limit; stats = (largest |sum|, number clipped)."""
+    peak, clipped = np.int64(0), np.int64(0)
+    for s in range(sums.shape[0]):
+        for r in range(sums.shape[1]):
+            a = sums[s, r]
+            magnitude = a if a >= 0 else -a
+            peak = max(peak, magnitude)
+            if magnitude > limit:
+                clipped += 1
+                sums[s, r] = limit if a > 0 else -limit
+    stats[0], stats[1] = peak, clipped
+
+
+@nb.njit(**_JIT)
+def _add_shifted(I, sums, exponents, g_m, g_e, has_gain):
+    """I[r] += Σ_s rshift(g_m·sums[s, r], −(g_e + exponents[s, r])) (g = 1: no multiply)."""
+    for s in range(sums.shape[0]):
+        for r in range(sums.shape[1]):
+            if has_gain:
+                I[r] += _shift(sums[s, r] * g_m, -(g_e + exponents[s, r]))
+            else:
+                I[r] += _shift(sums[s, r], -exponents[s, r])
+
+
+@nb.njit(inline="always", **_JIT)
+def _shift(x, s):
+    """``fixed_point.shift_round`` for one int64 and one shift."""
+    if s > 0:
+        s = min(s, 62)                     # |x| < 2^61: a longer shift also rounds to 0
+        return (x + (np.int64(1) << (s - 1))) >> s
+    if s < 0:
+        s = min(-s, 62)
+        limit = (np.int64(1) << 62) >> s
+        return min(max(x, -limit), limit) << s
+    return x
