@@ -172,3 +172,71 @@ def _shift(x, s):
         limit = (np.int64(1) << 62) >> s
         return min(max(x, -limit), limit) << s
     return x
+
+
+# ---------------------------------------------------------------------------- populations
+#: Order of the statistics ``integrate`` returns.
+STATS = ("max_input", "input_saturations", "max_state", "state_saturations", "masked_by_clamp", "unmasked")
+
+
+@nb.njit(**_JIT)
+def scaled_bias(I, g_m, g_e, mantissas, exponents):
+    """I = rshift(g_m·b_m, −(g_e + b_e)) per neuron (docs/ir.md §5.3)."""
+    for i in range(I.size):
+        I[i] = _shift(g_m * mantissas[i], -(g_e + exponents[i]))
+
+
+@nb.njit(**_JIT)
+def integrate(v, u, I, decay, decay_bits, complement, unit_decay, v_min, v_max, state_limit,
+              input_limit, stats):
+    """docs/ir.md §5.3–5.4 in place: I saturated to ±input_limit (< 0: not saturated),
+    u = leak(v) + I saturated to ±state_limit, v = clamp(u). ``stats`` gets this update's
+    ``STATS``: largest |I| (when saturated) and |u|, saturation counts, and how many
+    saturated neurons a clamp bound hid (the value was beyond it anyway) or not."""
+    max_input, input_sat, max_state, state_sat, masked, unmasked = 0, 0, 0, 0, 0, 0
+    one = np.int64(1)
+    for i in range(v.size):
+        x = I[i]
+        high = low = False
+        if input_limit >= 0:
+            max_input = max(max_input, abs(x))
+            if x > input_limit:
+                x, high = input_limit, True
+                input_sat += 1
+            elif x < -input_limit:
+                x, low = -input_limit, True
+                input_sat += 1
+        old = v[i]
+        if unit_decay:
+            y = old + x
+        elif complement:
+            kept = (abs(old) * ((one << decay_bits) - decay[i])) >> decay_bits
+            y = (kept if old > 0 else (-kept if old < 0 else 0)) + x
+        else:
+            y = ((old * decay[i]) >> decay_bits) + x
+        max_state = max(max_state, abs(y))
+        if y > state_limit:
+            y, high = state_limit, True
+            state_sat += 1
+        elif y < -state_limit:
+            y, low = -state_limit, True
+            state_sat += 1
+        u[i] = y
+        w = min(max(y, v_min[i]), v_max[i])
+        v[i] = w
+        if high or low:
+            if ((high and w == v_max[i] and v_max[i] < state_limit)
+                    or (low and w == v_min[i] and v_min[i] > -state_limit)):
+                masked += 1
+            else:
+                unmasked += 1
+    stats[0], stats[1], stats[2], stats[3], stats[4], stats[5] = \
+        max_input, input_sat, max_state, state_sat, masked, unmasked
+
+
+@nb.njit(**_JIT)
+def emit_all(e, v, theta, excess, shift, limit):
+    """Every neuron's graded payload sat(rshift(v (− θ), shift)) (docs/ir.md §5.5)."""
+    for i in range(v.size):
+        x = v[i] - theta[i] if excess else v[i]
+        e[i] = min(max(_shift(x, shift), -limit), limit)

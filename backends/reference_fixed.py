@@ -66,8 +66,12 @@ class _Stats:
 
 
 class _Population:
-    def __init__(self, pop, fixed, spec, ring_size: int, gains: GainState, max_events: int):
+    def __init__(self, pop, fixed, spec, ring_size: int, gains: GainState, max_events: int,
+                 kernels=None):
+        """``kernels``: the ``_kernels_fixed`` module (compiled steps 1 and 3–5), or None."""
         n = pop.size
+        self.kernels = kernels
+        self.kernel_stats = np.zeros(6, np.int64)
         self.name, self.size, self.fixed = pop.name, n, fixed
         self.v = fixed.v_init.copy()
         self.u = self.v.copy()
@@ -152,11 +156,75 @@ class _Population:
             I = self.constant_bias.copy()
         elif self.has_bias:
             g_m, g_e = qgains[self.bias_gain]
-            I = shift_round(g_m * self.bias_mantissa, -(g_e + self.bias_exponent))
+            if self.kernels is not None:
+                I = np.empty(self.size, dtype=np.int64)
+                self.kernels.scaled_bias(I, g_m, g_e, self.bias_mantissa, self.bias_exponent)
+            else:
+                I = shift_round(g_m * self.bias_mantissa, -(g_e + self.bias_exponent))
         else:
             I = np.zeros(self.size, dtype=np.int64)
         for proj in self.incoming:
             proj.accumulate(t, I, qgains, stats)
+        if self.kernels is not None:
+            self._integrate_compiled(I)
+        else:
+            self._integrate(I)
+        v = self.v
+        self.updates += 1
+        self.last_update = t
+
+        slot = t % self.ring_size
+        e = self.ring[slot]
+        if self.fires_all:
+            if self.kernels is not None and not self.binary:
+                self.kernels.emit_all(e, v, self.threshold, self.excess_payload, self.payload_shift,
+                                      self.payload_limit)
+            else:
+                e[:] = self.payload(v, self.all_neurons)
+            self.ring_fired[slot] = None
+            fired = self.all_neurons
+        else:
+            previous = self.ring_fired[slot]
+            if previous is None:
+                e.fill(0)
+            elif previous.size:
+                e[previous] = 0
+            fired = (v > self.threshold).nonzero()[0] if not self.fires_never else self.all_neurons[:0]
+            if self.max_spikes is not None and fired.size > self.max_spikes:
+                fired = _largest_excess(fired, v, self.rank_threshold, self.max_spikes)
+            self.ring_fired[slot] = fired
+            if not fired.size:
+                return
+            e[fired] = self.payload(v[fired], fired)
+        if self.counts_spikes:
+            counted = fired if self.spike_neurons is None else fired[self.spike_mask[fired]]
+            self.spike_counts[counted] += 1
+            if self.events is not None and counted.size:
+                self.events.append(t, counted, e[counted] * self.payload_unit)
+        if self.reset == "subtract":
+            v[fired] = saturate(v[fired] - self.reset_value[fired], self.state_bits)
+        elif self.reset == "to_value":
+            v[fired] = self.reset_value[fired]
+
+    def _integrate_compiled(self, I: np.ndarray):
+        """``_integrate`` in one compiled pass, v and u updated in place."""
+        stats, values = self.stats, self.kernel_stats
+        self.kernels.integrate(self.v, self.u, I, self.decay, self.decay_bits,
+                               self.decay_form == "complement", self.unit_decay, self.v_min, self.v_max,
+                               self.state_limit, _limit(self.acc_bits) if self.saturate_input else -1,
+                               values)
+        max_input, input_sat, max_state, state_sat, masked, unmasked = (int(x) for x in values)
+        if self.saturate_input:
+            stats.max_input = max(stats.max_input, max_input)
+        stats.max_state = max(stats.max_state, max_state)
+        stats.input_saturations += input_sat
+        stats.state_saturations += state_sat
+        stats.masked_by_clamp += masked
+        stats.unmasked += unmasked
+
+    def _integrate(self, I: np.ndarray):
+        """Steps 3–4 of docs/ir.md §5: I (saturated) → u = leak(v) + I (saturated) → v = clamp(u)."""
+        stats = self.stats
         high = low = None                 # neurons saturated upwards / downwards this update
         if self.saturate_input and self.size:
             peak = int(np.abs(I).max())
@@ -186,37 +254,6 @@ class _Population:
             hidden = int(np.count_nonzero(masked))
             stats.masked_by_clamp += hidden
             stats.unmasked += int(np.count_nonzero(high | low)) - hidden
-        self.updates += 1
-        self.last_update = t
-
-        slot = t % self.ring_size
-        e = self.ring[slot]
-        if self.fires_all:
-            e[:] = self.payload(v, self.all_neurons)
-            self.ring_fired[slot] = None
-            fired = self.all_neurons
-        else:
-            previous = self.ring_fired[slot]
-            if previous is None:
-                e.fill(0)
-            elif previous.size:
-                e[previous] = 0
-            fired = (v > self.threshold).nonzero()[0] if not self.fires_never else self.all_neurons[:0]
-            if self.max_spikes is not None and fired.size > self.max_spikes:
-                fired = _largest_excess(fired, v, self.rank_threshold, self.max_spikes)
-            self.ring_fired[slot] = fired
-            if not fired.size:
-                return
-            e[fired] = self.payload(v[fired], fired)
-        if self.counts_spikes:
-            counted = fired if self.spike_neurons is None else fired[self.spike_mask[fired]]
-            self.spike_counts[counted] += 1
-            if self.events is not None and counted.size:
-                self.events.append(t, counted, e[counted] * self.payload_unit)
-        if self.reset == "subtract":
-            v[fired] = saturate(v[fired] - self.reset_value[fired], self.state_bits)
-        elif self.reset == "to_value":
-            v[fired] = self.reset_value[fired]
 
     def clamp_excess(self) -> np.ndarray:
         """c = u − clamp(u) of the last update, in real units."""
@@ -392,20 +429,23 @@ class _Emissions:
         return self._pops[population].ring_size
 
 
-def _use_kernel(kernel: str, spec, steps: int) -> bool:
-    """Whether the projections run through ``_kernels_fixed`` (see ``run_fixed``)."""
+def _compiled_kernels(kernel: str, spec, steps: int):
+    """The ``_kernels_fixed`` module if the run uses it (see ``run_fixed``), else None."""
     from .reference import AUTO_NUMBA_SECONDS      # reference imports this module lazily
     if kernel not in ("auto", "numba", "numpy"):
         raise InputError(f"must be 'auto', 'numba' or 'numpy', got {kernel!r}", field="kernel")
     if kernel == "numpy":
-        return False
+        return None
     import importlib.util
     if importlib.util.find_spec("numba") is None:
         if kernel == "auto":
-            return False
+            return None
         raise CapabilityError("kernel='numba' needs the numba package (pip install numba)")
-    # the numpy path costs ~1.5 ns per chip synapse and step; the kernel saves most of it
-    return kernel == "numba" or steps * 1e-9 * spec.synapse_count >= AUTO_NUMBA_SECONDS
+    # the numpy path costs ~1.5 ns per chip synapse and step; the kernels save most of it
+    if kernel == "auto" and steps * 1e-9 * spec.synapse_count < AUTO_NUMBA_SECONDS:
+        return None
+    from . import _kernels_fixed
+    return _kernels_fixed
 
 
 def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, progress: bool = False,
@@ -428,11 +468,12 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
     ring_sizes = {p.name: 1 for p in net.populations}
     for proj in net.projections:
         ring_sizes[proj.source] = max(ring_sizes[proj.source], proj.delay + 1)
-    pops = {p.name: _Population(p, f, spec, ring_sizes[p.name], gains, max_events)
+    kernels = _compiled_kernels(kernel, spec, steps)
+    pops = {p.name: _Population(p, f, spec, ring_sizes[p.name], gains, max_events, kernels)
             for p, f in zip(net.populations, spec.populations)}
-    fuse = _use_kernel(kernel, spec, steps)
     for proj, fixed in zip(net.projections, spec.projections):
-        pops[proj.target].incoming.append(_Projection(proj, fixed, pops[proj.source], spec, gains, fuse))
+        pops[proj.target].incoming.append(_Projection(proj, fixed, pops[proj.source], spec, gains,
+                                                      fuse=kernels is not None))
 
     clock = [0]
     mirrors = {name: p.mirror for name, p in pops.items()}
@@ -539,6 +580,5 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
     from .reference import finish_trace, recorded_events   # reference imports this module lazily
     trace = finish_trace(snapshot(), recorded_events(pops), sample_steps, sample_states, taken,
                          record_every, wall, stopped)
-    fused = any(proj.fused is not None for pop in pops.values() for proj in pop.incoming)
-    trace.meta["kernel"] = "numba" if fused else "numpy"
+    trace.meta["kernel"] = "numpy" if kernels is None else "numba"
     return trace

@@ -69,13 +69,24 @@ def test_per_row_exponents_and_restarts():
     assert any(event.get("event") == "restart" for event in trace.control_log)
 
 
-def test_accumulator_saturation_is_counted_alike():
-    """A 10-bit accumulator that sums mantissas before the shift clips most sums."""
-    hw = chip("loihi2", **{"weights.shift_per_synapse_type": True, "state.accumulator_bits": 10})
+@pytest.mark.parametrize("before_shift", [True, False])
+def test_accumulator_saturation_is_counted_alike(before_shift):
+    """A 10-bit accumulator clips most sums (of mantissas before the shift, or of the
+    shifted input after it)."""
+    hw = chip("loihi2", **{"weights.shift_per_synapse_type": before_shift, "state.accumulator_bits": 10})
     net, _ = quantize(lower(sparse_qp(), "primal-dual"), hw, overflow_check_steps=0)
     trace = assert_same_integer_runs(net, 200)
     overflow = trace.meta["fixed_point"]["overflow"]
     assert sum(s["input_saturations"] for s in overflow.values()) > 0
+
+
+def test_state_saturation_and_clamps_are_counted_alike():
+    """Scales with 3 bits too few (headroom −3): states saturate, and clamps hide some of it."""
+    qnet, _ = quantize(lower(sparse_qp(), "primal-dual"), "loihi2", headroom_bits=-3, overflow_check_steps=0)
+    overflow = assert_same_integer_runs(qnet, 300).meta["fixed_point"]["overflow"]
+    assert sum(s["state_saturations"] for s in overflow.values()) > 0
+    assert sum(s["masked_by_clamp"] for s in overflow.values()) > 0
+    assert sum(s["unmasked_saturations"] for s in overflow.values()) > 0
 
 
 def test_shift_matches_shift_round_for_every_shift():

@@ -324,7 +324,7 @@ def calibrate(net: Network, steps: int, *, stop=None):
         if not states:
             states.extend((p.name, ctx.state(p.name)) for p in net.populations if p.size)
         for name, v in states:                   # live read-only views
-            peak = float(np.abs(v).max())
+            peak = max(float(v.max()), -float(v.min()))     # no |v| temporary: runs every step
             if peak > peaks[name] and math.isfinite(peak):   # a diverging run keeps its last finite peak
                 peaks[name] = peak
         return bool(stop(step, ctx)) if stop is not None else False
