@@ -426,14 +426,11 @@ class ReferenceBackend(Backend):
             while t < steps:
                 if chunks is not None:
                     end = min([steps, t + stepper.chunk_max] + [(t // p + 1) * p for p in chunks])
-                    table = []
-                    for s in range(t, end):
-                        table.append(list(gains.values(s)))
-                        if s < end - 1 and run_controls:    # not a check step: counters only
-                            clock[0] = s
-                            controls.after_step(s, phases[s % n_phases])
+                    table = gains.table(t, end, out=stepper.gain_rows)
+                    if run_controls:                     # steps before the last: counters only
+                        controls.after_counting_steps(t, end - 1)
                     stepper.run_chunk(t, table)
-                    t, used_gains = end - 1, table[-1]
+                    t, used_gains = end - 1, table[-1].tolist()
                     k = t % n_phases
                 else:
                     k = t % n_phases

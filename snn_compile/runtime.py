@@ -21,6 +21,11 @@ import numpy as np
 from .errors import CapabilityError
 from .ir import AdaptiveRestart, Gain, Network, RunningAverage
 
+try:  # the routines behind ``csr @ x`` and ``csr.T @ x``, without scipy's dispatch around them
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec, csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover - private scipy API moved
+    _csr_matvec = _csc_matvec = None
+
 
 # ---------------------------------------------------------------- gains
 class GainState:
@@ -66,6 +71,27 @@ class GainState:
 
     def value(self, name: Optional[str], step: int) -> float:
         return self.values(step)[self.index(name)]
+
+    def table(self, start: int, stop: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """g(s) for s = start … stop − 1 as the rows of a float64 array, bit for bit what
+        ``values(s)`` returns at each step, provided that between those steps only the
+        epoch counter moves, by one per step (as the AdaptiveRestart rule does on a step
+        without a KKT check; without the rule t = step + 1 anyway), while multipliers and ω
+        stay as they are now. ``out``: an array with at least ``stop − start`` rows to fill."""
+        length = stop - start
+        table = np.empty((length, self.unity + 1)) if out is None else out[:length]
+        steps = np.arange(start, stop)
+        epochs = None if self._epoch_step is None else np.arange(self._epoch_step, self._epoch_step + length)
+        for i, gain in enumerate(self._gains):
+            column = table[:, i]
+            if gain.formula is not None:   # Gain.at's own arithmetic, element-wise on the arrays
+                column[:] = gain.at(steps, epoch_step=epochs, primal_weight=self._primal_weight)
+            else:
+                schedule = np.array((gain.value,) + gain.values)
+                column[:] = schedule[np.searchsorted(gain.steps, steps, side="right")]
+            column *= self._multipliers[i]                # m·g, as in _recompute (× commutes)
+        table[:, self.unity] = 1.0
+        return table
 
     def _recompute(self, step: int):
         for i, gain in enumerate(self._gains):
@@ -236,19 +262,39 @@ class ControlContext:
 
 
 # ---------------------------------------------------------------- rules
+def _matvec(M, x: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """``M @ x`` (``M.T @ x`` with ``transpose``): for a float64 CSR matrix and vector, the
+    very scipy routine that the operator runs (``M.T`` is a CSC view of M's arrays), called
+    directly: building ``M.T`` and scipy's dispatch cost more than the product itself."""
+    rows, cols = M.shape
+    if (_csr_matvec is None or getattr(M, "format", None) != "csr" or M.dtype != np.float64
+            or x.dtype != np.float64 or x.shape != ((rows,) if transpose else (cols,))
+            or not x.flags.c_contiguous):
+        return (M.T if transpose else M) @ x
+    if transpose:
+        out = np.zeros(cols)
+        _csc_matvec(cols, rows, M.indptr, M.indices, M.data, x, out)
+    else:
+        out = np.zeros(rows)
+        _csr_matvec(rows, cols, M.indptr, M.indices, M.data, x, out)
+    return out
+
+
 def kkt_error(problem, x: np.ndarray, v: np.ndarray) -> float:
     """KKT(x, v) of docs/ir.md §4 on the rule's (scaled) problem; v = [z; y]."""
     m_g = problem.G.shape[0]
     z, y = v[:m_g], v[m_g:]
-    g = problem.P @ x + problem.q + problem.G.T @ z + problem.A.T @ y
+    Px = _matvec(problem.P, x)
+    g = Px + problem.q + _matvec(problem.G, z, transpose=True) + _matvec(problem.A, y, transpose=True)
     zeta = -g
     free_lo, free_hi = ~np.isfinite(problem.lb), ~np.isfinite(problem.ub)
     zeta[free_lo] = np.maximum(zeta[free_lo], 0.0)
     zeta[free_hi] = np.minimum(zeta[free_hi], 0.0)
     r_d = g + zeta
-    r_p = np.concatenate([np.maximum(problem.G @ x - problem.h, 0.0), problem.A @ x - problem.b])
+    r_p = np.concatenate([np.maximum(_matvec(problem.G, x) - problem.h, 0.0),
+                          _matvec(problem.A, x) - problem.b])
     fin_lo, fin_hi = ~free_lo, ~free_hi
-    gap = (x @ (problem.P @ x) + problem.q @ x + problem.h @ z + problem.b @ y
+    gap = (x @ Px + problem.q @ x + problem.h @ z + problem.b @ y
            + problem.lb[fin_lo] @ np.minimum(zeta[fin_lo], 0.0)
            + problem.ub[fin_hi] @ np.maximum(zeta[fin_hi], 0.0))
     return float(np.sqrt(r_p @ r_p + r_d @ r_d + gap * gap))
@@ -359,3 +405,21 @@ class ControlRuntime:
             avg.update(state)
         for rule in self._restarts:
             apply_adaptive_restart(rule, ctx, step)
+
+    def after_counting_steps(self, first: int, stop: int) -> None:
+        """``after_step(s, …)`` for every s = first … stop − 1 at once, for steps on which the
+        rules only advance their epoch counters: nothing is averaged and no restart rule
+        checks at any of them (a ValueError otherwise)."""
+        if stop <= first:
+            return
+        if self.averages:
+            raise ValueError("running averages read the states after every step")
+        ctx = self.context
+        for rule in self._restarts:
+            if stop // rule.check_every > first // rule.check_every:   # (s + 1) % check_every == 0
+                raise ValueError(f"steps {first}…{stop - 1} include a restart check")
+        for rule in self._restarts:
+            memory = ctx.rule_state(rule)
+            memory["t"] += stop - first
+            ctx.gains.epoch_step = memory["t"]
+        ctx.step = stop - 1

@@ -272,3 +272,146 @@ def test_auto_picks_numba_for_long_runs_only(monkeypatch):
     assert simulate(net, 10).meta["kernel"] == "numpy"           # short: not worth loading numba
     monkeypatch.setattr(reference, "AUTO_NUMBA_SECONDS", 0.0)
     assert simulate(net, 10).meta["kernel"] == "numba"
+
+
+# ---------------------------------------------------------------- emission rows written whole
+def test_dense_emission_rows_equal_numpy():
+    """Populations whose fired lists are long enough that the kernel rewrites the whole
+    emission row (binary, state and excess payloads, with and without a binding spike cap),
+    and populations that fire every update (binary and counted, or resetting)."""
+    rng = np.random.default_rng(11)
+
+    def weights(rows, cols, density=0.4):
+        W = sp.random(rows, cols, density=density, random_state=rng, format="csr")
+        W.data -= 0.5
+        return W
+
+    pops = [Population("bin", 24, bias=rng.uniform(0.2, 0.6, 24), threshold=0.5, spike="binary",
+                       reset="subtract", reset_value=1.0, record=True),
+            Population("state", 20, decay=0.9, bias=rng.uniform(-0.1, 0.4, 20), threshold=0.1,
+                       v_max=3.0, record=True),
+            Population("capped", 16, bias=rng.uniform(0.1, 0.5, 16), threshold=0.2, payload="excess",
+                       reset="to_value", reset_value=0.0, max_spikes_per_step=5, record=True),
+            Population("pulse", 6, decay=0.9, bias=0.1, spike="binary", reset="subtract",
+                       reset_value=0.25, record=True),
+            Population("hold", 5, bias=rng.uniform(-1.0, 1.0, 5), reset="to_value",
+                       reset_value=rng.uniform(-0.5, 0.5, 5))]
+    projs = [Projection("bin", "state", weights(20, 24), delay=1),
+             Projection("state", "capped", weights(16, 20), delay=1),
+             Projection("capped", "bin", weights(24, 16), delay=2),
+             Projection("pulse", "state", weights(20, 6), delay=1),
+             Projection("hold", "capped", weights(16, 5), delay=1)]
+    trace = both_kernels(Network(pops, projs), 500, record_every=5, event_fraction=0.0)
+    assert (trace.spike_counts["pulse"] == 500).all() and len(trace.events["pulse"][0]) == 6 * 500
+    for name, size in (("bin", 24), ("state", 20), ("capped", 16)):
+        steps, _, _ = trace.events[name]
+        per_step = np.bincount(steps, minlength=500)
+        assert per_step.max() > size // 8 and (per_step < size).any(), name   # long and partial lists
+    assert np.bincount(trace.events["capped"][0]).max() == 5                 # the cap bound
+
+
+# ---------------------------------------------------------------- host-side bulk helpers
+def apdhg_gains():
+    params = dict(L=0.45, k=0.75, s=0.95)
+    from snn_compile.ir.nodes import APDHG_TERMS
+    return [Gain(f"g{i}", 0.5 + i, formula="apdhg", params=dict(term=term, **params))
+            for i, term in enumerate(APDHG_TERMS)] + \
+        [Gain("steps", 0.7, steps=(3, 9, 40), values=(1.3, -0.2, 2.5)), Gain("const", -1.1)]
+
+
+@pytest.mark.parametrize("epoch_step", [None, 1, 57])
+def test_gain_table_equals_values_step_by_step(epoch_step):
+    from snn_compile.runtime import GainState
+    gains, bulk = GainState(apdhg_gains()), GainState(apdhg_gains())
+    for state in (gains, bulk):
+        state.primal_weight = 0.37
+        state.set_multiplier("g2", 1.7)
+        state.set_multiplier("steps", 0.3)
+        state.epoch_step = epoch_step
+    out = np.full((80, len(gains.names) + 1), np.nan)
+    table = bulk.table(5, 50, out=out)
+    assert table.base is out and table.shape == (45, len(gains.names) + 1)
+    assert np.array_equal(bulk.table(5, 50), table)
+    for row, step in zip(table, range(5, 50)):
+        expected = np.array(gains.values(step), dtype=np.float64)
+        assert row.tobytes() == expected.tobytes(), step
+        if epoch_step is not None:                        # what the restart rule does after a step
+            gains.epoch_step = gains.epoch_step + 1
+
+
+def test_after_counting_steps_equals_after_step_per_step():
+    from snn_compile.runtime import ControlRuntime, GainState
+    net = lower(sparse_qp(), "primal-dual")
+    check = net.controls[0].check_every
+
+    def runtime():
+        states = {p.name: np.array(p.v_init, dtype=np.float64) for p in net.populations}
+        return ControlRuntime(net, states, GainState(net.gains))
+
+    one, bulk = runtime(), runtime()
+    phase = tuple(net.schedule[0])
+    for s in range(check - 1):
+        one.after_step(s, phase)
+    bulk.after_counting_steps(0, check - 1)
+    rule = net.controls[0]
+    assert one.context.rule_state(rule)["t"] == bulk.context.rule_state(rule)["t"] == check
+    assert one.context.gains.epoch_step == bulk.context.gains.epoch_step
+    assert one.context.step == bulk.context.step == check - 2
+    assert bulk.context.gains.table(check - 1, check).tobytes() == \
+        np.array(one.context.gains.values(check - 1)).tobytes()
+    bulk.after_counting_steps(5, 5)                       # an empty range changes nothing
+    assert bulk.context.rule_state(rule)["t"] == check
+    with pytest.raises(ValueError, match="restart check"):
+        bulk.after_counting_steps(check - 1, check + 3)
+    features = feature_network()
+    averaged = ControlRuntime(features, {p.name: np.zeros(p.size) for p in features.populations},
+                              GainState(features.gains))
+    with pytest.raises(ValueError, match="averages"):
+        averaged.after_counting_steps(0, 3)
+
+
+def test_kkt_error_equals_the_scipy_operator_formula():
+    """The matvecs without scipy's dispatch are the same routines, so the same bits."""
+    from snn_compile.runtime import kkt_error
+
+    def by_operators(problem, x, v):
+        m_g = problem.G.shape[0]
+        z, y = v[:m_g], v[m_g:]
+        g = problem.P @ x + problem.q + problem.G.T @ z + problem.A.T @ y
+        zeta = -g
+        free_lo, free_hi = ~np.isfinite(problem.lb), ~np.isfinite(problem.ub)
+        zeta[free_lo] = np.maximum(zeta[free_lo], 0.0)
+        zeta[free_hi] = np.minimum(zeta[free_hi], 0.0)
+        r_d = g + zeta
+        r_p = np.concatenate([np.maximum(problem.G @ x - problem.h, 0.0), problem.A @ x - problem.b])
+        fin_lo, fin_hi = ~free_lo, ~free_hi
+        gap = (x @ (problem.P @ x) + problem.q @ x + problem.h @ z + problem.b @ y
+               + problem.lb[fin_lo] @ np.minimum(zeta[fin_lo], 0.0)
+               + problem.ub[fin_hi] @ np.maximum(zeta[fin_hi], 0.0))
+        return float(np.sqrt(r_p @ r_p + r_d @ r_d + gap * gap))
+
+    rng = np.random.default_rng(3)
+    for qp in (sparse_qp(), random_qp()):
+        problem = lower(qp, "primal-dual").controls[0].problem
+        n, m = problem.q.size, problem.G.shape[0] + problem.A.shape[0]
+        for scale in (1e-3, 1.0, 1e3):
+            x, v = scale * rng.standard_normal(n), scale * rng.standard_normal(m)
+            assert kkt_error(problem, x, v) == by_operators(problem, x, v)
+
+
+def test_wide_projections_sum_rows_on_every_core_with_the_same_bits():
+    """Projections from ``_kernels.PARALLEL_ROWS`` rows up run their rows in parallel (a
+    whole-row pass, and the one-source-spike event path next to it)."""
+    from snn_compile.backends._kernels import PARALLEL_ROWS
+    rng = np.random.default_rng(11)
+    n = PARALLEL_ROWS + 17
+    W = sp.random(n, n, density=6 / n, random_state=rng, format="csr")
+    W.data -= 0.5
+    pops = [Population("x", n, decay=0.9, bias=rng.uniform(-0.1, 0.1, n), v_min=-1.0, v_max=1.0),
+            Population("s", n, decay=0.95, bias=rng.uniform(0.0, 0.02, n), threshold=0.5,
+                       spike="binary", reset="subtract", reset_value=0.5)]
+    projs = [Projection("x", "x", W, delay=1, gain="g"), Projection("s", "x", W, delay=1),
+             Projection("x", "s", W, delay=1)]
+    net = Network(pops, projs, gains=[Gain("g", 0.7, steps=(20,), values=(0.3,))])
+    trace = both_kernels(net, 60, record_every=0)
+    assert trace.spike_counts["s"].sum() > 0
