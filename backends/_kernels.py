@@ -16,6 +16,8 @@ same IEEE operations in the same order as the numpy code does element-wise —
   shortcut, so each source step takes the same path as in numpy;
 * clamps use numpy's ``maximum``/``minimum`` rule (the second operand wins ties
   and NaN propagates), ``max_spikes_per_step`` the same k-largest/lowest-index rule;
+* outside its fired list an emission row holds +0.0 (the numpy path's invariant too),
+  so clearing a long list may rewrite the whole row instead;
 * float32 follows numpy's value-based casting: a Python-float gain multiplies a
   float32 vector as float32(g).
 
@@ -30,12 +32,26 @@ rules writing states, emissions of restarts, samples, traces) works unchanged.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from typing import Optional
 
 import numba as nb
 import numpy as np
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+#: Projections with at least this many rows sum their rows on every core (``prange``):
+#: below it, starting the threads (µs) costs more than they save.
+PARALLEL_ROWS = 2**15
+#: Numba's fallback threading layer (workqueue) aborts the process on concurrent parallel
+#: launches from two threads: whoever may launch one holds this lock.
+PARALLEL_LOCK = threading.Lock()
+# OpenMP threads that spin while they wait make a parallel loop several times slower
+# than a serial one as soon as another process wants the same cores (measured on
+# 2 cores: 6.7 ms against 1.4 ms per call); sleeping ones cost nothing then. libgomp
+# reads this when numba first loads it, after this import; a user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 #: Longest chunk of steps per compiled call, and the event buffer's size (entries) that
 #: may shorten it for networks with many recorded neurons.
 MAX_CHUNK = 256
@@ -154,7 +170,10 @@ class NumbaStepper:
             jm[j, J_SRC], jm[j, J_DELAY] = index[proj.source.name], proj.delay
             jm[j, J_GAIN], jm[j, J_LIMIT], jm[j, J_ROWS] = proj.gain, proj.event_limit, rows
             jm[j, J_TOFF], jm[j, J_PTR], jm[j, J_NZ] = offsets[ti], at["ptr"], at["nz"]
-            jm[j, J_DIAG] = bool(np.array_equal(proj.indptr, np.arange(rows + 1)))  # one entry per row
+            # 1: one entry per row; 2: W is diagonal (entry r in column r), no gather
+            if np.array_equal(proj.indptr, np.arange(rows + 1)):
+                diagonal = proj.shape[1] == rows and np.array_equal(proj.indices, np.arange(rows))
+                jm[j, J_DIAG] = 2 if diagonal else 1
             s["CSR_PTR"][at["ptr"]:at["ptr"] + rows + 1] = proj.indptr
             s["CSR_IDX"][at["nz"]:at["nz"] + proj.indices.size] = proj.indices
             f["CSR_DATA"][at["nz"]:at["nz"] + proj.data.size] = proj.data
@@ -168,6 +187,8 @@ class NumbaStepper:
                 at["cptr"] += proj.col_ptr.size
                 at["cnz"] += proj.col_data.size
         self.jm = jm
+        wide = any(proj.shape[0] >= PARALLEL_ROWS for _, proj in projs)
+        self._launch = PARALLEL_LOCK if wide else contextlib.nullcontext()
 
         pm = np.zeros((len(plist), POP_FIELDS), np.int64)
         first = 0
@@ -225,6 +246,8 @@ class NumbaStepper:
         self._ev_count = np.zeros((self.chunk_max, len(plist)), np.int64)
         self._ev_neuron = np.zeros((self.chunk_max, max(1, at)), np.int64)
         self._ev_payload = np.zeros((self.chunk_max, max(1, at)), np.float64)
+        #: Room for a chunk's gain table (``GainState.table(…, out=gain_rows)``).
+        self.gain_rows = np.zeros((self.chunk_max, n_gains), np.float64)
 
         self._phases = []
         for phase in schedule:
@@ -239,8 +262,9 @@ class NumbaStepper:
         """Network step t, schedule phase k, gains g(t) (the ``GainState.values`` list)."""
         members, idle, pops, recorded = self._phases[k]
         self.gains[:] = gain_values
-        _step(t, members, idle, self.gains, self.F, self.X, self.S, self.bounds, self.pm, self.jm,
-              self.ACC, self.zero)
+        with self._launch:
+            _step(t, members, idle, self.gains, self.F, self.X, self.S, self.bounds, self.pm, self.jm,
+                  self.ACC, self.zero)
         for pop in pops:
             pop.updates += 1
             pop.last_update = t
@@ -250,15 +274,16 @@ class NumbaStepper:
                 neurons = self._spiked[off:off + count]
                 pop.events.append(t, neurons, pop.ring[t % pop.ring_size][neurons])
 
-    def run_chunk(self, start: int, gain_table: list):
+    def run_chunk(self, start: int, gain_table):
         """Steps start, start + 1, … with g(start + j) = ``gain_table[j]`` (at most
-        ``chunk_max`` rows) in one compiled call; then the populations' update counters
-        and event logs catch up."""
+        ``chunk_max`` rows; a float64 array, or rows of ``GainState.values`` lists) in one
+        compiled call; then the populations' update counters and event logs catch up."""
         length = len(gain_table)
-        table = np.array(gain_table, dtype=np.float64).reshape(length, self.gains.size)
-        _chunk(start, table, self._members[0], self._members[1], self._idle[0], self._idle[1],
-               self.F, self.X, self.S, self.bounds, self.pm, self.jm, self.ACC, self.zero,
-               self._ev_count, self._ev_neuron, self._ev_payload)
+        table = np.ascontiguousarray(gain_table, dtype=np.float64).reshape(length, self.gains.size)
+        with self._launch:
+            _chunk(start, table, self._members[0], self._members[1], self._idle[0], self._idle[1],
+                   self.F, self.X, self.S, self.bounds, self.pm, self.jm, self.ACC, self.zero,
+                   self._ev_count, self._ev_neuron, self._ev_payload)
         phases = len(self._schedule)
         for k, phase in enumerate(self._schedule):
             first = start + (k - start) % phases           # the chunk's first step in phase k
@@ -389,6 +414,14 @@ def _accumulate(j, t, inp, gains, F, X, S, bounds, pm, jm, ACC, zero):
         return
     cols = _region(S, bounds, R_CSR_IDX)[jm[j, J_NZ]:]
     data = _region(F, bounds, R_CSR_DATA)[jm[j, J_NZ]:]
+    if jm[j, J_DIAG] == 2:                                # diagonal W: element-wise, vectorises
+        if g != 1.0:
+            for r in range(rows):
+                inp[r] = inp[r] + (zero + data[r] * e[r]) * gf
+        else:
+            for r in range(rows):
+                inp[r] = inp[r] + (zero + data[r] * e[r])
+        return
     if jm[j, J_DIAG]:                                     # one entry per row: no inner loop
         for r in range(rows):
             s = zero + data[r] * e[cols[r]]
@@ -397,13 +430,30 @@ def _accumulate(j, t, inp, gains, F, X, S, bounds, pm, jm, ACC, zero):
             inp[r] = inp[r] + s
         return
     ptr = _region(S, bounds, R_CSR_PTR)[jm[j, J_PTR]:jm[j, J_PTR] + rows + 1]
+    if rows >= PARALLEL_ROWS:
+        _csr_rows_parallel(inp, ptr, cols, data, e, g, gf, zero)
+        return
     for r in range(rows):
-        s = zero
-        for pos in range(ptr[r], ptr[r + 1]):
-            s += data[pos] * e[cols[pos]]
-        if g != 1.0:
-            s = s * gf
-        inp[r] = inp[r] + s
+        _csr_row(inp, r, ptr, cols, data, e, g, gf, zero)
+
+
+@nb.njit(inline="always", **_JIT)
+def _csr_row(inp, r, ptr, cols, data, e, g, gf, zero):
+    """inp[r] += g·(row r of W)·e, the row summed in index order from 0 (scipy's order)."""
+    s = zero
+    for pos in range(ptr[r], ptr[r + 1]):
+        s += data[pos] * e[cols[pos]]
+    if g != 1.0:
+        s = s * gf
+    inp[r] = inp[r] + s
+
+
+@nb.njit(parallel=True, **_JIT)
+def _csr_rows_parallel(inp, ptr, cols, data, e, g, gf, zero):
+    """Every ``_csr_row`` on every core: each row is still summed by one thread in index
+    order, so the bits do not depend on the number of threads."""
+    for r in nb.prange(ptr.size - 1):
+        _csr_row(inp, r, ptr, cols, data, e, g, gf, zero)
 
 
 @nb.njit(**_JIT)
@@ -422,12 +472,30 @@ def _update(p, t, gains, F, X, S, bounds, pm, jm, ACC, zero):
         inp[:] = 0.0
     for j in range(row[P_IN0], row[P_IN1]):
         _accumulate(j, t, inp, gains, F, X, S, bounds, pm, jm, ACC, zero)
-    # 2.–6. integrate, clamp (numpy's maximum/minimum: NaN propagates, ties give the second
-    # operand), fire, emit, reset: one pass over the neurons.
-    unit, bin_, exc = row[P_UNIT] != 0, row[P_BIN] != 0, row[P_EXC] != 0
+    # 2.–3. integrate and clamp (numpy's maximum/minimum: NaN propagates, ties give the
+    # second operand), each a branch-free pass over the neurons that LLVM vectorises.
     clamp_low, clamp_high = row[P_CLO] != 0, row[P_CHI] != 0
-    decay, u = _region(F, bounds, R_DECAY)[a:b], _region(F, bounds, R_U)[a:b]
-    lo, hi = _region(F, bounds, R_VMIN)[a:b], _region(F, bounds, R_VMAX)[a:b]
+    u = _region(F, bounds, R_U)[a:b] if clamp_low or clamp_high else v
+    if row[P_UNIT]:
+        for i in range(n):
+            u[i] = v[i] + inp[i]
+    else:
+        decay = _region(F, bounds, R_DECAY)[a:b]
+        for i in range(n):
+            u[i] = decay[i] * v[i] + inp[i]
+    if clamp_low:
+        lo = _region(F, bounds, R_VMIN)[a:b]
+        for i in range(n):
+            x = u[i]
+            v[i] = x if (x > lo[i] or x != x) else lo[i]
+    if clamp_high:
+        hi = _region(F, bounds, R_VMAX)[a:b]
+        below = v if clamp_low else u
+        for i in range(n):
+            x = below[i]
+            v[i] = x if (x < hi[i] or x != x) else hi[i]
+    # 4.–6. fire, emit, reset.
+    bin_, exc = row[P_BIN] != 0, row[P_EXC] != 0
     reset = _region(F, bounds, R_RESETV)[a:b]
     reset_mode = row[P_RESET]
     slot = t % row[P_RSIZE]
@@ -437,56 +505,75 @@ def _update(p, t, gains, F, X, S, bounds, pm, jm, ACC, zero):
     fcnt = _region(X, bounds, R_FCNT)
     fc = row[P_FCNT] + slot
     _region(X, bounds, R_NSPIKED)[p] = 0
-    fires_all = row[P_ALL] != 0
-    if not fires_all:                                     # e_p(t) starts from zero
-        previous = fcnt[fc]
-        if previous < 0:
-            e[:] = 0.0
+    if row[P_ALL]:                                        # every neuron fires: dense emission
+        if bin_:
+            e[:] = 1.0
+        elif exc:
+            for i in range(n):
+                e[i] = v[i] - theta[i]
         else:
-            for q in range(previous):
-                e[fired[q]] = 0.0
-    count = 0
-    for i in range(n):
-        x = v[i] + inp[i] if unit else decay[i] * v[i] + inp[i]
-        if clamp_low or clamp_high:
-            u[i] = x
-            if clamp_low:
-                x = x if (x > lo[i] or x != x) else lo[i]
-            if clamp_high:
-                x = x if (x < hi[i] or x != x) else hi[i]
-        v[i] = x
-        if fires_all:
-            e[i] = 1.0 if bin_ else (x - theta[i] if exc else x)
-            if reset_mode == 1:
-                v[i] = x - reset[i]
-            elif reset_mode == 2:
-                v[i] = reset[i]
-        elif x > theta[i]:
-            fired[count] = i
-            count += 1
-    if fires_all:
+            e[:] = v
         fcnt[fc] = -1
         if row[P_COUNT]:
             for i in range(n):
                 fired[i] = i
             _count(p, row, n, fired, X, bounds)
+        _reset(reset_mode, n, fired, v, reset, True)
         return
-    if row[P_CAP] >= 0 and count > row[P_CAP]:
+    # e_p(t) starts from zero. Outside its fired list a row holds +0.0, so clearing a long
+    # list, or writing the whole row, is the same as clearing the list's entries.
+    previous = fcnt[fc]
+    scattered = 0 <= previous <= n // 8
+    if scattered:
+        for q in range(previous):
+            e[fired[q]] = 0.0
+    count = 0
+    for i in range(n):                                    # fired list, ascending, branch-free
+        fired[count] = i
+        count += v[i] > theta[i]
+    capped = row[P_CAP] >= 0 and count > row[P_CAP]
+    if capped:
         count = _keep_largest_excess(fired, count, row[P_CAP], v, theta, _region(F, bounds, R_EXC))
     fcnt[fc] = count
-    for q in range(count):
-        i = fired[q]
-        e[i] = 1.0 if bin_ else (v[i] - theta[i] if exc else v[i])
+    if scattered or capped:
+        if not scattered:
+            e[:] = 0.0
+        for q in range(count):
+            i = fired[q]
+            e[i] = 1.0 if bin_ else (v[i] - theta[i] if exc else v[i])
+    elif bin_:
+        for i in range(n):
+            e[i] = 1.0 if v[i] > theta[i] else 0.0
+    elif exc:
+        for i in range(n):
+            e[i] = v[i] - theta[i] if v[i] > theta[i] else 0.0
+    else:
+        for i in range(n):
+            e[i] = v[i] if v[i] > theta[i] else 0.0
     if row[P_COUNT]:
         _count(p, row, count, fired, X, bounds)
-    if reset_mode == 1:
-        for q in range(count):
-            i = fired[q]
-            v[i] = v[i] - reset[i]
-    elif reset_mode == 2:
-        for q in range(count):
-            i = fired[q]
-            v[i] = reset[i]
+    _reset(reset_mode, count, fired, v, reset, False)
+
+
+@nb.njit(**_JIT)
+def _reset(mode, count, fired, v, reset, every):
+    """Step 6 for the fired neurons: ``fired[:count]``, or every neuron when ``every``."""
+    if mode == 1:
+        if every:
+            for i in range(count):
+                v[i] = v[i] - reset[i]
+        else:
+            for q in range(count):
+                i = fired[q]
+                v[i] = v[i] - reset[i]
+    elif mode == 2:
+        if every:
+            for i in range(count):
+                v[i] = reset[i]
+        else:
+            for q in range(count):
+                i = fired[q]
+                v[i] = reset[i]
 
 
 @nb.njit(**_JIT)

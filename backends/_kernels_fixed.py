@@ -14,23 +14,15 @@ keep products below 2^61), and int64 addition is associative.
 """
 from __future__ import annotations
 
-import os
-import threading
-
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from ._kernels import PARALLEL_LOCK
+
 _JIT = dict(cache=True, nogil=True)
-#: Rows are independent, so the row loops use every core (``prange``; results do not
-#: depend on the thread count). Numba's fallback threading layer (workqueue) aborts the
-#: process on concurrent launches from two threads: callers take this lock.
-_PARALLEL = threading.Lock()
-# OpenMP threads that spin while they wait make a parallel loop several times slower
-# than a serial one as soon as another process wants the same cores (measured on
-# 2 cores: 6.7 ms against 1.4 ms per call); sleeping ones cost nothing then. Read by
-# libgomp when numba first loads it, which is after this import; a user's setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Rows are independent, so the row loops use every core (``prange``; results do not
+# depend on the thread count), under the float kernels' launch lock and OpenMP policy.
 #: Slices summed in one pass over a row (their sums stay in registers).
 SLICES_PER_PASS = 3
 
@@ -58,6 +50,12 @@ class FusedSlices:
         self.exponents = np.empty((len(csr), rows), np.int64)
         for s, exponent in enumerate(exponents):
             self.exponents[s] = exponent
+        # a diagonal W with one exponent per slice (e.g. a leak or P's diagonal) needs no
+        # index arrays, and its shifts are constant: a loop the compiler vectorises
+        uniform = all(np.ndim(exponent) == 0 for exponent in exponents)
+        self.diagonal_exponents = np.array(exponents, np.int64) if uniform and rows == cols \
+            and np.array_equal(self.indptr, np.arange(rows + 1)) \
+            and np.array_equal(self.indices, np.arange(rows)) else None
         self.sums = np.empty((len(csr), rows), np.int64)
         self.stats = np.zeros(2, np.int64)          # accumulator limit: largest |a|, clipped sums
 
@@ -68,7 +66,11 @@ class FusedSlices:
         ``self.stats`` holds this call's largest |a_s| and number of clipped sums."""
         passes = [slice(first, first + SLICES_PER_PASS)
                   for first in range(0, self.mantissas.shape[0], SLICES_PER_PASS)]
-        with _PARALLEL:
+        if acc_limit is None and self.diagonal_exponents is not None:
+            _accumulate_diagonal(I, e, self.mantissas, self.diagonal_exponents, int(g_m), int(g_e),
+                                 bool(has_gain))
+            return
+        with PARALLEL_LOCK:
             if acc_limit is None:             # one pass over the rows does everything
                 for part in passes:
                     _accumulate_rows(I, e, self.indptr, self.indices, self.mantissas[part],
@@ -111,6 +113,21 @@ def _accumulate_rows(I, e, indptr, indices, mantissas, exponents, g_m, g_e, has_
             if slices > 2:
                 total += _shift(a2, -exponents[2, r])
         I[r] += total
+
+
+@nb.njit(**_JIT)
+def _accumulate_diagonal(I, e, mantissas, exponents, g_m, g_e, has_gain):
+    """``_accumulate_rows`` for a diagonal W with one exponent per slice."""
+    for s in range(mantissas.shape[0]):
+        m = mantissas[s]
+        if has_gain:
+            shift = -(g_e + exponents[s])
+            for r in range(I.size):
+                I[r] += _shift(np.int64(m[r]) * e[r] * g_m, shift)
+        else:
+            shift = -exponents[s]
+            for r in range(I.size):
+                I[r] += _shift(np.int64(m[r]) * e[r], shift)
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -193,8 +210,22 @@ def integrate(v, u, I, decay, decay_bits, complement, unit_decay, v_min, v_max, 
     u = leak(v) + I saturated to ±state_limit, v = clamp(u). ``stats`` gets this update's
     ``STATS``: largest |I| (when saturated) and |u|, saturation counts, and how many
     saturated neurons a clamp bound hid (the value was beyond it anyway) or not."""
+    # Nearly always nothing saturates: two branch-free passes that vectorise find that
+    # out and finish; otherwise the general loop below starts over from the same v.
+    max_input, max_state = 0, 0
+    for i in range(v.size):
+        x = I[i]
+        max_input = max(max_input, abs(x))
+        y = _leak(v[i], decay[i], decay_bits, complement, unit_decay) + x
+        max_state = max(max_state, abs(y))
+        u[i] = y
+    if max_state <= state_limit and (input_limit < 0 or max_input <= input_limit):
+        for i in range(v.size):
+            v[i] = min(max(u[i], v_min[i]), v_max[i])
+        stats[:] = 0
+        stats[0], stats[2] = max_input if input_limit >= 0 else 0, max_state
+        return
     max_input, input_sat, max_state, state_sat, masked, unmasked = 0, 0, 0, 0, 0, 0
-    one = np.int64(1)
     for i in range(v.size):
         x = I[i]
         high = low = False
@@ -206,14 +237,7 @@ def integrate(v, u, I, decay, decay_bits, complement, unit_decay, v_min, v_max, 
             elif x < -input_limit:
                 x, low = -input_limit, True
                 input_sat += 1
-        old = v[i]
-        if unit_decay:
-            y = old + x
-        elif complement:
-            kept = (abs(old) * ((one << decay_bits) - decay[i])) >> decay_bits
-            y = (kept if old > 0 else (-kept if old < 0 else 0)) + x
-        else:
-            y = ((old * decay[i]) >> decay_bits) + x
+        y = _leak(v[i], decay[i], decay_bits, complement, unit_decay) + x
         max_state = max(max_state, abs(y))
         if y > state_limit:
             y, high = state_limit, True
@@ -232,6 +256,17 @@ def integrate(v, u, I, decay, decay_bits, complement, unit_decay, v_min, v_max, 
                 unmasked += 1
     stats[0], stats[1], stats[2], stats[3], stats[4], stats[5] = \
         max_input, input_sat, max_state, state_sat, masked, unmasked
+
+
+@nb.njit(inline="always", **_JIT)
+def _leak(v, code, bits, complement, unit_decay):
+    """``fixed_point.decay_state`` for one neuron."""
+    if unit_decay:
+        return v
+    if complement:
+        kept = (abs(v) * ((np.int64(1) << bits) - code)) >> bits
+        return kept if v > 0 else (-kept if v < 0 else 0)
+    return (v * code) >> bits
 
 
 @nb.njit(**_JIT)

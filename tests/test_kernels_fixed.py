@@ -131,3 +131,20 @@ def test_reference_target_passes_the_kernel_option_on():
     assert all(a.final_state[n].tobytes() == b.final_state[n].tobytes() for n in a.final_state)
     with pytest.raises(InputError, match="kernel"):
         simulate(net, 10, kernel="fortran")
+
+
+def test_diagonal_slices_take_the_vectorised_path_with_the_same_sums():
+    rng = np.random.default_rng(2)
+    n = 50
+    matrices = [sp.diags(rng.integers(-127, 128, n)).tocsr().astype(np.int64) for _ in range(3)]
+    exponents = [-20, 3, -7]                         # a left shift too
+    e = rng.integers(-2**20, 2**20, n)
+    fused = FusedSlices(matrices, exponents)
+    assert fused.diagonal_exponents is not None
+    assert FusedSlices(matrices, [rng.integers(-9, 0, n), 3, -7]).diagonal_exponents is None
+    for g_m, g_e, has_gain in ((1, 0, False), (-23456, -14, True)):
+        I = np.zeros(n, np.int64)
+        fused.accumulate(I, e, g_m, g_e, has_gain)
+        expected = sum(shift_round((M @ e) * g_m, -(g_e + E)) if has_gain else shift_round(M @ e, -E)
+                       for M, E in zip(matrices, exponents))
+        assert I.tolist() == expected.tolist()
