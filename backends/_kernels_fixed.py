@@ -6,7 +6,14 @@ by −(g_e + E_s), added to I. The numpy path (``reference_fixed._Projection``)
 walks every slice's CSR matrix separately and makes four full-length
 temporaries per slice. Here the slices share one sparsity pattern (the union of
 theirs) with their mantissas stored side by side in the narrowest integer type
-that holds them, so a row is read once for all slices.
+that holds them, so a row is read once for all slices. A population's bias,
+leak, saturations, clamp and graded emission (§5.3–5.5) are compiled too; the
+rest of the update (threshold crossings, spike caps, resets, events) stays in
+numpy, where it is cheap.
+
+Rows are independent, so the row loops of a projection use every core
+(``prange``; results do not depend on the thread count), under the float
+kernels' launch lock and OpenMP wait policy (``_kernels.PARALLEL_LOCK``).
 
 Bit-identity with the numpy path needs no care about order: every operation is
 an int64 integer operation, exact (the executor's ``CapabilityError`` checks
@@ -21,8 +28,6 @@ import scipy.sparse as sp
 from ._kernels import PARALLEL_LOCK
 
 _JIT = dict(cache=True, nogil=True)
-# Rows are independent, so the row loops use every core (``prange``; results do not
-# depend on the thread count), under the float kernels' launch lock and OpenMP policy.
 #: Slices summed in one pass over a row (their sums stay in registers).
 SLICES_PER_PASS = 3
 
@@ -64,12 +69,12 @@ class FusedSlices:
         """I += Σ_s rshift(g_m·a_s, −(g_e + E_s)) with a_s = M_s·e, in place. With
         ``acc_limit`` (before_shift chips) each a_s is clipped to ±acc_limit first and
         ``self.stats`` holds this call's largest |a_s| and number of clipped sums."""
-        passes = [slice(first, first + SLICES_PER_PASS)
-                  for first in range(0, self.mantissas.shape[0], SLICES_PER_PASS)]
         if acc_limit is None and self.diagonal_exponents is not None:
             _accumulate_diagonal(I, e, self.mantissas, self.diagonal_exponents, int(g_m), int(g_e),
                                  bool(has_gain))
             return
+        passes = [slice(first, first + SLICES_PER_PASS)
+                  for first in range(0, self.mantissas.shape[0], SLICES_PER_PASS)]
         with PARALLEL_LOCK:
             if acc_limit is None:             # one pass over the rows does everything
                 for part in passes:
