@@ -33,6 +33,7 @@ rules writing states, emissions of restarts, samples, traces) works unchanged.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import threading
 from typing import Optional
@@ -45,13 +46,29 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 #: below it, starting the threads (µs) costs more than they save.
 PARALLEL_ROWS = 2**15
 #: Numba's fallback threading layer (workqueue) aborts the process on concurrent parallel
-#: launches from two threads: whoever may launch one holds this lock.
+#: launches from two threads: whoever may launch one holds this lock (``parallel_launch``).
 PARALLEL_LOCK = threading.Lock()
 # OpenMP threads that spin while they wait make a parallel loop several times slower
 # than a serial one as soon as another process wants the same cores (measured on
 # 2 cores: 6.7 ms against 1.4 ms per call); sleeping ones cost nothing then. libgomp
 # reads this when numba first loads it, after this import; a user's setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@contextlib.contextmanager
+def parallel_launch():
+    """Around every call that may run a ``prange`` loop: holds ``PARALLEL_LOCK``, and
+    leaves multiprocessing's start method unset if it was. Numba's first launch asks
+    for the start method, which fixes it; Lava sets it on import and fails when it is
+    already fixed ("context has already been set"), so a Lava import after a parallel
+    reference run would fail."""
+    with PARALLEL_LOCK:
+        unset = multiprocessing.get_start_method(allow_none=True) is None
+        try:
+            yield
+        finally:
+            if unset and multiprocessing.get_start_method(allow_none=True) is not None:
+                multiprocessing.set_start_method(None, force=True)
 #: Longest chunk of steps per compiled call, and the event buffer's size (entries) that
 #: may shorten it for networks with many recorded neurons.
 MAX_CHUNK = 256
@@ -188,7 +205,7 @@ class NumbaStepper:
                 at["cnz"] += proj.col_data.size
         self.jm = jm
         wide = any(proj.shape[0] >= PARALLEL_ROWS for _, proj in projs)
-        self._launch = PARALLEL_LOCK if wide else contextlib.nullcontext()
+        self._launch = parallel_launch if wide else contextlib.nullcontext
 
         pm = np.zeros((len(plist), POP_FIELDS), np.int64)
         first = 0
@@ -262,7 +279,7 @@ class NumbaStepper:
         """Network step t, schedule phase k, gains g(t) (the ``GainState.values`` list)."""
         members, idle, pops, recorded = self._phases[k]
         self.gains[:] = gain_values
-        with self._launch:
+        with self._launch():
             _step(t, members, idle, self.gains, self.F, self.X, self.S, self.bounds, self.pm, self.jm,
                   self.ACC, self.zero)
         for pop in pops:
@@ -280,7 +297,7 @@ class NumbaStepper:
         compiled call; then the populations' update counters and event logs catch up."""
         length = len(gain_table)
         table = np.ascontiguousarray(gain_table, dtype=np.float64).reshape(length, self.gains.size)
-        with self._launch:
+        with self._launch():
             _chunk(start, table, self._members[0], self._members[1], self._idle[0], self._idle[1],
                    self.F, self.X, self.S, self.bounds, self.pm, self.jm, self.ACC, self.zero,
                    self._ev_count, self._ev_neuron, self._ev_payload)

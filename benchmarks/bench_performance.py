@@ -12,7 +12,9 @@ Sections (each prints its own table and ratios):
    Maros–Meszaros problems: steps and wall time to a relative objective gap of 1e-3 and
    1e-6 (with primal residual ≤ the same tolerance), see ``_perf_snnopt``.
 2. ``lavaopt``: lava-optimization's QP solver (PIPG, CPU backend, its tutorial's
-   hyperparameters, 2000 time steps) on its ANYmal QP, next to the reference.
+   hyperparameters, 2000 time steps) on its ANYmal QP, next to the reference; then the
+   steps per second of both on the same equality-constrained MPC QPs (PIPG's problem
+   class) at the three sizes of section 3.
 3. ``sims``: network steps per second of the reference (numba and numpy kernels),
    Brian2 (numpy and cython code generation), Nengo and Lava (``Loihi2SimCfg``) on the
    same primal-dual IR at three sizes, see ``_perf_sims``.
@@ -149,6 +151,69 @@ def section_lavaopt(args):
               f"‖Ax − k‖₂ = {np.linalg.norm(A @ sol.x - k):.2e}, relative objective error "
               f"{relative_error(sol.obj, ANYMAL_OPTIMUM):.1e}")
     print(f"steps/s: reference {rate:.0f}, lava-optimization {lava_rate:.0f} → {ratio(rate, lava_rate)}")
+    lavaopt_sizes(args)
+
+
+def lava_pipg_rate(Q, p, A, k, short: int, long: int) -> tuple[float, float]:
+    """lava-optimization's PIPG solver (CPU, the ANYmal tutorial's hyperparameters) on
+    min ½xᵀQx + pᵀx s.t. Ax = k: (steps per second between a short and a long run, so
+    that its set-up cancels; set-up seconds of the short run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from lava.lib.optimization.problems.problems import QP as LavaQP
+        from lava.lib.optimization.solvers.generic.solver import OptimizationSolver, SolverConfig
+        problem = LavaQP(hessian=Q, linear_offset=p, equality_constraints_weights=A,
+                         equality_constraints_biases=k)
+        problem.precondition_problem(iterations=5, type="ruiz")
+        mu, sigma, lamda = 0.11, 8.14, 1.6
+        seconds = []
+        for timeout in (short, long):
+            config = SolverConfig(timeout=timeout, backend="CPU", hyperparameters={
+                "neuron_model": "qp-lp_pipg", "alpha": 2 / (mu + 2 * lamda), "beta": mu / (2 * sigma),
+                "lr_change_type": "indices",
+                "alpha_decay_indices": np.array([50, 100, 200, 350, 550, 800, 1100, 1450, 1850, 2300]) * 2,
+                "beta_growth_indices": np.array([1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095]) * 2 + 1,
+                "decay_schedule_parameters": (100, 100, 0), "growth_schedule_parameters": (3, 2)})
+            started = time.perf_counter()
+            OptimizationSolver(problem=problem).solve(config=config)
+            seconds.append(time.perf_counter() - started)
+    return (long - short) / (seconds[1] - seconds[0]), seconds[0]
+
+
+#: (short, long) lava-optimization runs per size of ``lavaopt_sizes``.
+LAVAOPT_STEPS = ((100, 600), (50, 300), (10, 40))
+
+
+def lavaopt_sizes(args):
+    """Steps per second of lava-optimization's solver and of the reference on the same
+    equality-constrained MPC QPs (the sims section's QP without its inequalities and
+    bounds: PIPG's problem class), at the sims section's three sizes."""
+    import scipy.sparse as sp
+    from bench_brian2 import horizon_for, mpc_qp
+    import snn_compile as sc
+    from snn_compile import QP
+    from snn_compile.backends.reference import ReferenceBackend
+
+    print("\nsteps/s on the same equality-constrained MPC QP (lava-optimization takes dense "
+          "matrices; its neurons: one per variable and per equality)")
+    print(f"{'≈size':>7} {'n':>6} {'m_eq':>6} | {'ref neurons':>11} {'ref steps/s':>11} | "
+          f"{'lava-opt steps/s':>16} {'its set-up s':>12} | ratio")
+    for i, size in enumerate(int(s) for s in args.sizes.split(",")):
+        full = mpc_qp(horizon_for(size))
+        qp = QP(P=full.P, q=full.q, A=full.A, b=full.b, name=f"{full.name}_eq", check_psd=False)
+        net = sc.compile(qp).net
+        ReferenceBackend().run(net, 2, record_every=0)
+        reference = ReferenceBackend().run(net, SIM_STEPS["reference-numba"][min(i, 2)],
+                                           record_every=0).steps_per_second
+        dense = lambda M: M.toarray() if sp.issparse(M) else np.asarray(M)    # noqa: E731
+        try:
+            lava, setup = lava_pipg_rate(dense(qp.P), qp.q, dense(qp.A), qp.b, *LAVAOPT_STEPS[min(i, 2)])
+        except Exception as error:                          # report and go on
+            print(f"{size:7d} {qp.n:6d} {qp.m_eq:6d} | {net.neuron_count:11d} {reference:11.0f} | "
+                  f"failed: {type(error).__name__}: {error}")
+            continue
+        print(f"{size:7d} {qp.n:6d} {qp.m_eq:6d} | {net.neuron_count:11d} {reference:11.0f} | "
+              f"{lava:16.0f} {setup:12.1f} | {ratio(reference, lava)}", flush=True)
 
 
 # ---------------------------------------------------------------- 3. simulators

@@ -415,3 +415,28 @@ def test_wide_projections_sum_rows_on_every_core_with_the_same_bits():
     net = Network(pops, projs, gains=[Gain("g", 0.7, steps=(20,), values=(0.3,))])
     trace = both_kernels(net, 60, record_every=0)
     assert trace.spike_counts["s"].sum() > 0
+
+
+def test_a_parallel_run_leaves_the_start_method_unset_so_lava_still_imports():
+    """Numba's first parallel launch fixes multiprocessing's start method; Lava's import
+    then fails ("context has already been set") unless the kernels undo that."""
+    import subprocess
+    import sys
+    script = (
+        "import multiprocessing, numpy as np, scipy.sparse as sp\n"
+        "from snn_compile.backends._kernels import PARALLEL_ROWS\n"
+        "from snn_compile.backends.reference import simulate\n"
+        "from snn_compile.ir import Network, Population, Projection\n"
+        "n = PARALLEL_ROWS + 1\n"
+        "rng = np.random.default_rng(0)\n"
+        "W = sp.csr_matrix((rng.uniform(-0.5, 0.5, 4 * n), (np.repeat(np.arange(n), 4), "
+        "rng.integers(0, n, 4 * n))), shape=(n, n))\n"
+        "net = Network([Population('x', n, decay=0.5, bias=0.1)], [Projection('x', 'x', W, delay=1)])\n"
+        "assert simulate(net, 3, kernel='numba', record_every=0).meta['kernel'] == 'numba'\n"
+        "assert multiprocessing.get_start_method(allow_none=True) is None\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('lava') is not None:\n"
+        "    import lava.magma.core.process.process\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
