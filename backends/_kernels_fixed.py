@@ -89,35 +89,43 @@ class FusedSlices:
 
 @nb.njit(parallel=True, **_JIT)
 def _accumulate_rows(I, e, indptr, indices, mantissas, exponents, g_m, g_e, has_gain):
-    """I[r] += Σ_s rshift(g_m·a_s, −(g_e + E_s[r])), a_s = Σ_pos mantissas[s, pos]·e[indices[pos]]
-    over row r (1 to 3 slices; g = 1: no multiply). Saturation statistics would slow this
-    loop several times over (measured), so chips with an accumulator limit take the
-    three-kernel path."""
+    """I[r] += Σ_s rshift(g_m·a_s, −(g_e + E_s[r])) for every row r (1 to 3 slices).
+    Saturation statistics would slow this loop several times over (measured), so chips
+    with an accumulator limit take the three-kernel path."""
     slices = mantissas.shape[0]
     for r in nb.prange(indptr.size - 1):
-        a0 = np.int64(0)
-        a1 = np.int64(0)
-        a2 = np.int64(0)
-        for pos in range(indptr[r], indptr[r + 1]):
-            source = e[indices[pos]]
-            a0 += np.int64(mantissas[0, pos]) * source
-            if slices > 1:
-                a1 += np.int64(mantissas[1, pos]) * source
-            if slices > 2:
-                a2 += np.int64(mantissas[2, pos]) * source
-        if has_gain:
-            total = _shift(a0 * g_m, -(g_e + exponents[0, r]))
-            if slices > 1:
-                total += _shift(a1 * g_m, -(g_e + exponents[1, r]))
-            if slices > 2:
-                total += _shift(a2 * g_m, -(g_e + exponents[2, r]))
-        else:
-            total = _shift(a0, -exponents[0, r])
-            if slices > 1:
-                total += _shift(a1, -exponents[1, r])
-            if slices > 2:
-                total += _shift(a2, -exponents[2, r])
+        a0, a1, a2 = _slice_sums(r, e, indptr, indices, mantissas)
+        total = _scaled(a0, exponents[0, r], g_m, g_e, has_gain)
+        if slices > 1:
+            total += _scaled(a1, exponents[1, r], g_m, g_e, has_gain)
+        if slices > 2:
+            total += _scaled(a2, exponents[2, r], g_m, g_e, has_gain)
         I[r] += total
+
+
+@nb.njit(inline="always", **_JIT)
+def _slice_sums(r, e, indptr, indices, mantissas):
+    """a_s = Σ_pos mantissas[s, pos]·e[indices[pos]] over row r, s < 3 (0 past the last)."""
+    slices = mantissas.shape[0]
+    a0 = np.int64(0)
+    a1 = np.int64(0)
+    a2 = np.int64(0)
+    for pos in range(indptr[r], indptr[r + 1]):
+        source = e[indices[pos]]
+        a0 += np.int64(mantissas[0, pos]) * source
+        if slices > 1:
+            a1 += np.int64(mantissas[1, pos]) * source
+        if slices > 2:
+            a2 += np.int64(mantissas[2, pos]) * source
+    return a0, a1, a2
+
+
+@nb.njit(inline="always", **_JIT)
+def _scaled(a, exponent, g_m, g_e, has_gain):
+    """rshift(g_m·a, −(g_e + E)); without a gain (g = 1) rshift(a, −E)."""
+    if has_gain:
+        return _shift(a * g_m, -(g_e + exponent))
+    return _shift(a, -exponent)
 
 
 @nb.njit(**_JIT)
@@ -137,19 +145,10 @@ def _accumulate_diagonal(I, e, mantissas, exponents, g_m, g_e, has_gain):
 
 @nb.njit(parallel=True, **_JIT)
 def _row_sums(sums, e, indptr, indices, mantissas):
-    """sums[s, r] = Σ_pos mantissas[s, pos]·e[indices[pos]] over row r (1 to 3 slices)."""
+    """sums[s, r] = a_s of ``_slice_sums`` for every row r (1 to 3 slices)."""
     slices = mantissas.shape[0]
     for r in nb.prange(indptr.size - 1):
-        a0 = np.int64(0)
-        a1 = np.int64(0)
-        a2 = np.int64(0)
-        for pos in range(indptr[r], indptr[r + 1]):
-            source = e[indices[pos]]
-            a0 += np.int64(mantissas[0, pos]) * source
-            if slices > 1:
-                a1 += np.int64(mantissas[1, pos]) * source
-            if slices > 2:
-                a2 += np.int64(mantissas[2, pos]) * source
+        a0, a1, a2 = _slice_sums(r, e, indptr, indices, mantissas)
         sums[0, r] = a0
         if slices > 1:
             sums[1, r] = a1
@@ -177,10 +176,7 @@ def _add_shifted(I, sums, exponents, g_m, g_e, has_gain):
     """I[r] += Σ_s rshift(g_m·sums[s, r], −(g_e + exponents[s, r])) (g = 1: no multiply)."""
     for s in range(sums.shape[0]):
         for r in range(sums.shape[1]):
-            if has_gain:
-                I[r] += _shift(sums[s, r] * g_m, -(g_e + exponents[s, r]))
-            else:
-                I[r] += _shift(sums[s, r], -exponents[s, r])
+            I[r] += _scaled(sums[s, r], exponents[s, r], g_m, g_e, has_gain)
 
 
 @nb.njit(inline="always", **_JIT)

@@ -485,19 +485,25 @@ class ReferenceBackend(Backend):
 AUTO_NUMBA_SECONDS = 0.5
 
 
-def _kernel_stepper(kernel: str, net: Network, pops: dict, steps: int, dtype):
-    """The compiled per-step executor, or None for the numpy path (the oracle)."""
+def wants_numba(kernel: str, saved_seconds: float) -> bool:
+    """Whether a run with the ``kernel`` option (numpy, numba, auto) uses numba; ``auto``
+    does when it is installed and ``saved_seconds`` (the caller's estimate of what the
+    kernel saves) reaches ``AUTO_NUMBA_SECONDS``."""
     if kernel not in ("auto", "numba", "numpy"):
         raise InputError(f"must be 'auto', 'numba' or 'numpy', got {kernel!r}", field="kernel")
     if kernel == "numpy":
-        return None
+        return False
     import importlib.util
     if importlib.util.find_spec("numba") is None:
         if kernel == "auto":
-            return None
+            return False
         raise CapabilityError("kernel='numba' needs the numba package (pip install numba)")
-    if kernel == "auto" and steps * (1e-5 + 5e-10 * (net.neuron_count + net.synapse_count)) \
-            < AUTO_NUMBA_SECONDS:
+    return kernel == "numba" or saved_seconds >= AUTO_NUMBA_SECONDS
+
+
+def _kernel_stepper(kernel: str, net: Network, pops: dict, steps: int, dtype):
+    """The compiled per-step executor, or None for the numpy path (the oracle)."""
+    if not wants_numba(kernel, steps * (1e-5 + 5e-10 * (net.neuron_count + net.synapse_count))):
         return None
     from ._kernels import NumbaStepper, supports
     reason = supports(pops)

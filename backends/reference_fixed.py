@@ -431,18 +431,9 @@ class _Emissions:
 
 def _compiled_kernels(kernel: str, spec, steps: int):
     """The ``_kernels_fixed`` module if the run uses it (see ``run_fixed``), else None."""
-    from .reference import AUTO_NUMBA_SECONDS      # reference imports this module lazily
-    if kernel not in ("auto", "numba", "numpy"):
-        raise InputError(f"must be 'auto', 'numba' or 'numpy', got {kernel!r}", field="kernel")
-    if kernel == "numpy":
-        return None
-    import importlib.util
-    if importlib.util.find_spec("numba") is None:
-        if kernel == "auto":
-            return None
-        raise CapabilityError("kernel='numba' needs the numba package (pip install numba)")
+    from .reference import wants_numba      # reference imports this module lazily
     # the numpy path costs ~1.5 ns per chip synapse and step; the kernels save most of it
-    if kernel == "auto" and steps * 1e-9 * spec.synapse_count < AUTO_NUMBA_SECONDS:
+    if not wants_numba(kernel, steps * 1e-9 * spec.synapse_count):
         return None
     from . import _kernels_fixed
     return _kernels_fixed

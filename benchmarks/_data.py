@@ -92,3 +92,16 @@ def sparse_mpc_qp(n_target: int, nx: int = 4, nu: int = 2, seed: int = 0):
     bound = np.tile(np.concatenate([5.0 * np.ones(nx), 1.0 * np.ones(nu)]), horizon)
     return QP(P=sp.diags(weights, format="csr"), q=np.zeros(nz), A=Aeq, b=beq, lb=-bound, ub=bound,
               name=f"mpc_{nz}")
+
+
+def pipg_solver_config(timeout: int):
+    """lava-optimization 0.5.0's PIPG (``qp-lp_pipg``) on its CPU backend with the
+    hyperparameters of its ANYmal tutorial and unit test (μ, σ, λ = 0.11, 8.14, 1.6)."""
+    from lava.lib.optimization.solvers.generic.solver import SolverConfig
+    mu, sigma, lamda = 0.11, 8.14, 1.6
+    return SolverConfig(timeout=timeout, backend="CPU", hyperparameters={
+        "neuron_model": "qp-lp_pipg", "alpha": 2 / (mu + 2 * lamda), "beta": mu / (2 * sigma),
+        "lr_change_type": "indices",
+        "alpha_decay_indices": np.array([50, 100, 200, 350, 550, 800, 1100, 1450, 1850, 2300]) * 2,
+        "beta_growth_indices": np.array([1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095]) * 2 + 1,
+        "decay_schedule_parameters": (100, 100, 0), "growth_schedule_parameters": (3, 2)})

@@ -105,7 +105,8 @@ def ours_on_anymal(qp, budget: int, target: str) -> dict:
 def lava_optimization_on_anymal(qp, lava_steps: int) -> dict:
     """lava-optimization 0.5.0's PIPGeq QP solver on the CPU (float; its CPU models have no fixed point)."""
     from lava.lib.optimization.problems.problems import QP as LavaQP
-    from lava.lib.optimization.solvers.generic.solver import OptimizationSolver, SolverConfig
+    from lava.lib.optimization.solvers.generic.solver import OptimizationSolver
+    from _data import pipg_solver_config
 
     A, k = qp.A.toarray() if hasattr(qp.A, "toarray") else qp.A, qp.b
     Q = qp.P.toarray() if hasattr(qp.P, "toarray") else qp.P
@@ -114,13 +115,7 @@ def lava_optimization_on_anymal(qp, lava_steps: int) -> dict:
     problem.precondition_problem(iterations=5, type="ruiz")
     solver = OptimizationSolver(problem=problem)
     np.random.seed(2)
-    mu, sigma, lamda = 0.11, 8.14, 1.6            # the library's ANYmal unit test
-    config = SolverConfig(timeout=lava_steps, backend="CPU", hyperparameters={
-        "neuron_model": "qp-lp_pipg", "alpha": 2 / (mu + 2 * lamda), "beta": mu / (2 * sigma),
-        "lr_change_type": "indices",
-        "alpha_decay_indices": np.array([50, 100, 200, 350, 550, 800, 1100, 1450, 1850, 2300]) * 2,
-        "beta_growth_indices": np.array([1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095]) * 2 + 1,
-        "decay_schedule_parameters": (100, 100, 0), "growth_schedule_parameters": (3, 2)})
+    config = pipg_solver_config(lava_steps)
     started = time.perf_counter()
     report = solver.solve(config=config)
     total = time.perf_counter() - started

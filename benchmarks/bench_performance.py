@@ -105,7 +105,7 @@ def section_snnopt(args):
 
 # ---------------------------------------------------------------- 2. lava-optimization
 def section_lavaopt(args):
-    from _data import ANYMAL, ANYMAL_OPTIMUM, load_anymal, relative_error
+    from _data import ANYMAL, ANYMAL_OPTIMUM, load_anymal, pipg_solver_config, relative_error
     import snn_compile as sc
     from snn_compile.backends.reference import ReferenceBackend
 
@@ -116,21 +116,14 @@ def section_lavaopt(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from lava.lib.optimization.problems.problems import QP as LavaQP
-        from lava.lib.optimization.solvers.generic.solver import OptimizationSolver, SolverConfig
+        from lava.lib.optimization.solvers.generic.solver import OptimizationSolver
         problem = LavaQP(hessian=Q, linear_offset=p, equality_constraints_weights=A,
                          equality_constraints_biases=k)
         problem.precondition_problem(iterations=5, type="ruiz")
-        mu, sigma, lamda = 0.11, 8.14, 1.6                 # the tutorial's and tests' constants
 
         def run_lava(timeout):
-            config = SolverConfig(timeout=timeout, backend="CPU", hyperparameters={
-                "neuron_model": "qp-lp_pipg", "alpha": 2 / (mu + 2 * lamda), "beta": mu / (2 * sigma),
-                "lr_change_type": "indices",
-                "alpha_decay_indices": np.array([50, 100, 200, 350, 550, 800, 1100, 1450, 1850, 2300]) * 2,
-                "beta_growth_indices": np.array([1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095]) * 2 + 1,
-                "decay_schedule_parameters": (100, 100, 0), "growth_schedule_parameters": (3, 2)})
             started = time.perf_counter()
-            report = OptimizationSolver(problem=problem).solve(config=config)
+            report = OptimizationSolver(problem=problem).solve(config=pipg_solver_config(timeout))
             return report, time.perf_counter() - started
 
         _, short = run_lava(100)                            # setup + 100 steps
@@ -158,24 +151,18 @@ def lava_pipg_rate(Q, p, A, k, short: int, long: int) -> tuple[float, float]:
     """lava-optimization's PIPG solver (CPU, the ANYmal tutorial's hyperparameters) on
     min ½xᵀQx + pᵀx s.t. Ax = k: (steps per second between a short and a long run, so
     that its set-up cancels; set-up seconds of the short run)."""
+    from _data import pipg_solver_config
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from lava.lib.optimization.problems.problems import QP as LavaQP
-        from lava.lib.optimization.solvers.generic.solver import OptimizationSolver, SolverConfig
+        from lava.lib.optimization.solvers.generic.solver import OptimizationSolver
         problem = LavaQP(hessian=Q, linear_offset=p, equality_constraints_weights=A,
                          equality_constraints_biases=k)
         problem.precondition_problem(iterations=5, type="ruiz")
-        mu, sigma, lamda = 0.11, 8.14, 1.6
         seconds = []
         for timeout in (short, long):
-            config = SolverConfig(timeout=timeout, backend="CPU", hyperparameters={
-                "neuron_model": "qp-lp_pipg", "alpha": 2 / (mu + 2 * lamda), "beta": mu / (2 * sigma),
-                "lr_change_type": "indices",
-                "alpha_decay_indices": np.array([50, 100, 200, 350, 550, 800, 1100, 1450, 1850, 2300]) * 2,
-                "beta_growth_indices": np.array([1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095]) * 2 + 1,
-                "decay_schedule_parameters": (100, 100, 0), "growth_schedule_parameters": (3, 2)})
             started = time.perf_counter()
-            OptimizationSolver(problem=problem).solve(config=config)
+            OptimizationSolver(problem=problem).solve(config=pipg_solver_config(timeout))
             seconds.append(time.perf_counter() - started)
     return (long - short) / (seconds[1] - seconds[0]), seconds[0]
 
