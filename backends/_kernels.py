@@ -57,11 +57,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 @contextlib.contextmanager
 def parallel_launch():
-    """Around every call that may run a ``prange`` loop: holds ``PARALLEL_LOCK``, and
-    leaves multiprocessing's start method unset if it was. Numba's first launch asks
-    for the start method, which fixes it; Lava sets it on import and fails when it is
-    already fixed ("context has already been set"), so a Lava import after a parallel
-    reference run would fail."""
+    """Around every call of a kernel that contains a ``prange`` loop: holds
+    ``PARALLEL_LOCK``, and leaves multiprocessing's start method unset if it was.
+    Numba starts its threads when such a kernel is first loaded, and asks for the start
+    method then, which fixes it; Lava sets it on import and fails when it is already
+    fixed ("context has already been set"), so importing Lava after a reference run
+    would fail."""
     with PARALLEL_LOCK:
         unset = multiprocessing.get_start_method(allow_none=True) is None
         try:
@@ -204,8 +205,6 @@ class NumbaStepper:
                 at["cptr"] += proj.col_ptr.size
                 at["cnz"] += proj.col_data.size
         self.jm = jm
-        wide = any(proj.shape[0] >= PARALLEL_ROWS for _, proj in projs)
-        self._launch = parallel_launch if wide else contextlib.nullcontext
 
         pm = np.zeros((len(plist), POP_FIELDS), np.int64)
         first = 0
@@ -279,7 +278,7 @@ class NumbaStepper:
         """Network step t, schedule phase k, gains g(t) (the ``GainState.values`` list)."""
         members, idle, pops, recorded = self._phases[k]
         self.gains[:] = gain_values
-        with self._launch():
+        with parallel_launch():   # even a serial network loads the parallel loop
             _step(t, members, idle, self.gains, self.F, self.X, self.S, self.bounds, self.pm, self.jm,
                   self.ACC, self.zero)
         for pop in pops:
@@ -297,7 +296,7 @@ class NumbaStepper:
         compiled call; then the populations' update counters and event logs catch up."""
         length = len(gain_table)
         table = np.ascontiguousarray(gain_table, dtype=np.float64).reshape(length, self.gains.size)
-        with self._launch():
+        with parallel_launch():   # even a serial network loads the parallel loop
             _chunk(start, table, self._members[0], self._members[1], self._idle[0], self._idle[1],
                    self.F, self.X, self.S, self.bounds, self.pm, self.jm, self.ACC, self.zero,
                    self._ev_count, self._ev_neuron, self._ev_payload)

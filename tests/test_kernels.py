@@ -418,8 +418,9 @@ def test_wide_projections_sum_rows_on_every_core_with_the_same_bits():
 
 
 def test_a_parallel_run_leaves_the_start_method_unset_so_lava_still_imports():
-    """Numba's first parallel launch fixes multiprocessing's start method; Lava's import
-    then fails ("context has already been set") unless the kernels undo that."""
+    """Numba starts its threads when a kernel with a parallel loop is first loaded, which
+    fixes multiprocessing's start method; Lava's import then fails ("context has already
+    been set") unless the kernels undo that — after a small network's run too."""
     import subprocess
     import sys
     script = (
@@ -427,6 +428,9 @@ def test_a_parallel_run_leaves_the_start_method_unset_so_lava_still_imports():
         "from snn_compile.backends._kernels import PARALLEL_ROWS\n"
         "from snn_compile.backends.reference import simulate\n"
         "from snn_compile.ir import Network, Population, Projection\n"
+        "small = Network([Population('y', 3, bias=0.1)], [])\n"
+        "assert simulate(small, 3, kernel='numba', record_every=0).meta['kernel'] == 'numba'\n"
+        "assert multiprocessing.get_start_method(allow_none=True) is None\n"
         "n = PARALLEL_ROWS + 1\n"
         "rng = np.random.default_rng(0)\n"
         "W = sp.csr_matrix((rng.uniform(-0.5, 0.5, 4 * n), (np.repeat(np.arange(n), 4), "
