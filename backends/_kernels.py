@@ -32,7 +32,6 @@ rules writing states, emissions of restarts, samples, traces) works unchanged.
 """
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import threading
@@ -46,7 +45,7 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 #: below it, starting the threads (µs) costs more than they save.
 PARALLEL_ROWS = 2**15
 #: Numba's fallback threading layer (workqueue) aborts the process on concurrent parallel
-#: launches from two threads: whoever may launch one holds this lock (``parallel_launch``).
+#: launches from two threads: whoever may launch one holds this lock (``PARALLEL_LAUNCH``).
 PARALLEL_LOCK = threading.Lock()
 # OpenMP threads that spin while they wait make a parallel loop several times slower
 # than a serial one as soon as another process wants the same cores (measured on
@@ -55,21 +54,28 @@ PARALLEL_LOCK = threading.Lock()
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-@contextlib.contextmanager
-def parallel_launch():
-    """Around every call of a kernel that contains a ``prange`` loop: holds
-    ``PARALLEL_LOCK``, and leaves multiprocessing's start method unset if it was.
-    Numba starts its threads when such a kernel is first loaded, and asks for the start
-    method then, which fixes it; Lava sets it on import and fails when it is already
-    fixed ("context has already been set"), so importing Lava after a reference run
-    would fail."""
-    with PARALLEL_LOCK:
-        unset = multiprocessing.get_start_method(allow_none=True) is None
+class _ParallelLaunch:
+    """``with PARALLEL_LAUNCH:`` around every call of a kernel that contains a ``prange``
+    loop: holds ``PARALLEL_LOCK``, and leaves multiprocessing's start method unset if it
+    was. Numba starts its threads when such a kernel is first loaded, and asks for the
+    start method then, which fixes it; Lava sets it on import and fails when it is
+    already fixed ("context has already been set"), so importing Lava after a reference
+    run would fail. A class, not a generator: it runs once per chunk or step (≈ 0.5 µs)."""
+
+    def __enter__(self):
+        PARALLEL_LOCK.acquire()
+        self._was_unset = multiprocessing.get_start_method(allow_none=True) is None
+
+    def __exit__(self, *exc_info):
         try:
-            yield
-        finally:
-            if unset and multiprocessing.get_start_method(allow_none=True) is not None:
+            if self._was_unset and multiprocessing.get_start_method(allow_none=True) is not None:
                 multiprocessing.set_start_method(None, force=True)
+        finally:
+            PARALLEL_LOCK.release()
+
+
+PARALLEL_LAUNCH = _ParallelLaunch()   # its state is only touched while the lock is held
+
 #: Longest chunk of steps per compiled call, and the event buffer's size (entries) that
 #: may shorten it for networks with many recorded neurons.
 MAX_CHUNK = 256
@@ -278,7 +284,7 @@ class NumbaStepper:
         """Network step t, schedule phase k, gains g(t) (the ``GainState.values`` list)."""
         members, idle, pops, recorded = self._phases[k]
         self.gains[:] = gain_values
-        with parallel_launch():   # even a serial network loads the parallel loop
+        with PARALLEL_LAUNCH:   # even a serial network loads the parallel loop
             _step(t, members, idle, self.gains, self.F, self.X, self.S, self.bounds, self.pm, self.jm,
                   self.ACC, self.zero)
         for pop in pops:
@@ -296,7 +302,7 @@ class NumbaStepper:
         compiled call; then the populations' update counters and event logs catch up."""
         length = len(gain_table)
         table = np.ascontiguousarray(gain_table, dtype=np.float64).reshape(length, self.gains.size)
-        with parallel_launch():   # even a serial network loads the parallel loop
+        with PARALLEL_LAUNCH:   # even a serial network loads the parallel loop
             _chunk(start, table, self._members[0], self._members[1], self._idle[0], self._idle[1],
                    self.F, self.X, self.S, self.bounds, self.pm, self.jm, self.ACC, self.zero,
                    self._ev_count, self._ev_neuron, self._ev_payload)

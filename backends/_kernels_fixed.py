@@ -13,7 +13,7 @@ numpy, where it is cheap.
 
 Rows are independent, so the row loops of a projection use every core
 (``prange``; results do not depend on the thread count), under the float
-kernels' launch rules (``_kernels.parallel_launch``).
+kernels' launch rules (``_kernels.PARALLEL_LAUNCH``).
 
 Bit-identity with the numpy path needs no care about order: every operation is
 an int64 integer operation, exact (the executor's ``CapabilityError`` checks
@@ -25,7 +25,7 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
-from ._kernels import parallel_launch
+from ._kernels import PARALLEL_LAUNCH
 
 _JIT = dict(cache=True, nogil=True)
 #: Slices summed in one pass over a row (their sums stay in registers).
@@ -75,7 +75,7 @@ class FusedSlices:
             return
         passes = [slice(first, first + SLICES_PER_PASS)
                   for first in range(0, self.mantissas.shape[0], SLICES_PER_PASS)]
-        with parallel_launch():
+        with PARALLEL_LAUNCH:
             if acc_limit is None:             # one pass over the rows does everything
                 for part in passes:
                     _accumulate_rows(I, e, self.indptr, self.indices, self.mantissas[part],
