@@ -28,6 +28,7 @@ from .errors import InputError
 from .ir import Network, save_network
 from .qp import QP
 from .solution import Solution, Status
+from .staging import staged_folder
 
 #: Step budgets per family when the caller gives none.
 DEFAULT_STEPS = {"primal-dual": 200_000, "projection": 50_000, "lif": 100_000}
@@ -211,17 +212,11 @@ def run_and_write(problem_path, *, target="reference", family="primal-dual", har
                                     progress=progress)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", source=str(out), field="--output")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         solution = compiled.solve(steps, tol=tol, check_every=check_every, progress=progress)
         _compare_with_float(compiled, solution, family=family, steps=steps, tol=tol,
                             check_every=check_every)
         _write_outputs(compiled, solution, staging, plots=plots)
-        _replace_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return solution
 
 
@@ -299,12 +294,3 @@ def _constraint_labels(qp: QP) -> list:
     return ineq + eq
 
 
-def _replace_dir(staging: Path, out: Path):
-    if out.exists():
-        backup = out.with_name(f".{out.name}.previous")
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(out, backup)
-        os.replace(staging, out)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.replace(staging, out)

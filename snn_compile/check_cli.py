@@ -11,9 +11,7 @@ or a requested, installed target fails to run; 2 for bad input.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from .errors import InputError
@@ -51,7 +49,7 @@ def _check_parser():
 
 def cmd_check(argv) -> int:
     args = _check_parser().parse_args(argv)
-    from .api import _replace_dir
+    from .staging import staged_folder
     from .checker import check
     from .cli import EXIT_CHECK_FAILED, EXIT_OK
 
@@ -62,14 +60,8 @@ def cmd_check(argv) -> int:
     report = check(args.problem, args.targets, hardware=args.hardware, steps=args.steps,
                    family=args.family, require_all=args.require_all, progress=show)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with staged_folder(out) as staging:
             report.write(staging, plots=not args.no_plots)
-            _replace_dir(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     elif not args.quiet:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..staging import staged_folder
 from . import controls, fixed_point, nodes
 from .network import IR_VERSION, Network
 
@@ -91,22 +89,9 @@ def save_network(net: Network, directory) -> Path:
     enc = _Encoder()
     body = {f.name: enc.encode(getattr(net, f.name), f.name) for f in dataclasses.fields(net)}
     manifest = {"format": FORMAT, "version": IR_VERSION, "summary": net.summary(), "network": body}
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, allow_nan=False))
-        np.savez(tmp / "arrays.npz", **enc.arrays)
-        if directory.exists():
-            backup = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(directory, backup)
-            os.replace(tmp, directory)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with staged_folder(directory) as staging:
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, allow_nan=False))
+        np.savez(staging / "arrays.npz", **enc.arrays)
     return directory
 
 
