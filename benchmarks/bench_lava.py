@@ -21,17 +21,7 @@ import time
 import numpy as np
 
 from _data import ANYMAL_OPTIMUM, load_anymal, relative_error
-
-
-def random_qp(seed: int = 0, n: int = 20, m_ineq: int = 10, m_eq: int = 5):
-    """20 variables, inequalities, equalities and bounds (the test suite's random QP)."""
-    from snn_compile import QP
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((n, n))
-    x0 = rng.uniform(-0.5, 0.5, n)
-    G, A = rng.standard_normal((m_ineq, n)), rng.standard_normal((m_eq, n))
-    return QP(P=M @ M.T / n + 0.1 * np.eye(n), q=rng.standard_normal(n), G=G, h=G @ x0 + rng.uniform(0, 1, m_ineq),
-              A=A, b=A @ x0, lb=-np.ones(n), ub=np.ones(n), name="random20")
+from snn_compile.synthetic import random_qp
 
 
 def identical_fixed(ref, lava) -> tuple[bool, bool, bool]:

@@ -36,24 +36,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from _data import load_maros_meszaros
-from snn_compile import QP
 from snn_compile.backends.reference import simulate
 from snn_compile.backends.spinnaker import SpiNNakerBackend
 from snn_compile.classical import reference_solution
 from snn_compile.decode import decode_solution
 from snn_compile.lower import lower
-
-
-def qp10(seed: int, n: int = 10, m: int = 8) -> QP:
-    """10 variables, 8 random inequalities cut through the unconstrained optimum
-    (the shape tests/test_backend_spinnaker.py uses)."""
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((n, n))
-    P = M @ M.T / n + 0.5 * np.eye(n)
-    x_free = rng.standard_normal(n)
-    G = rng.standard_normal((m, n))
-    h = G @ x_free - rng.uniform(-1.0, 1.0, m)
-    return QP(P=P, q=-P @ x_free, G=G, h=h, name=f"qp10_{seed}")
+from snn_compile.synthetic import cut_qp
 
 
 def variant(net, *, hard: bool, no_cap: bool, reset_units: float = 0.0):
@@ -112,7 +100,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one problem, one γ")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    problems = [qp10(2)] if args.quick else [qp10(1), qp10(2), qp10(3), load_maros_meszaros("HS21")]
+    problems = [cut_qp(2)] if args.quick else [cut_qp(1), cut_qp(2), cut_qp(3), load_maros_meszaros("HS21")]
     gammas = (0.05,) if args.quick else (0.05, 0.02)
     backend = SpiNNakerBackend()
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from snn_compile.ir import Gain, Network, Population, Projection, RunningAverage
 from snn_compile.lower import lower  # noqa: E402
 from snn_compile.passes.quantize import quantize  # noqa: E402
 from snn_compile.qp import QP  # noqa: E402
+from snn_compile.synthetic import random_qp  # noqa: E402
 
 LOIHI2 = load_hardware("loihi2")
 
@@ -36,16 +37,6 @@ LOIHI2 = load_hardware("loihi2")
 @pytest.fixture(scope="module")
 def hand2(repo_root) -> QP:
     return sc.read_problem(repo_root / "examples" / "hand2" / "problem.yaml")
-
-
-def random_qp(seed: int = 0, n: int = 20, m_ineq: int = 10, m_eq: int = 5) -> QP:
-    """A strictly convex 20-variable QP with inequalities, equalities and bounds, feasible by construction."""
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((n, n))
-    x0 = rng.uniform(-0.5, 0.5, n)
-    G, A = rng.standard_normal((m_ineq, n)), rng.standard_normal((m_eq, n))
-    return QP(P=M @ M.T / n + 0.1 * np.eye(n), q=rng.standard_normal(n), G=G, h=G @ x0 + rng.uniform(0, 1, m_ineq),
-              A=A, b=A @ x0, lb=-np.ones(n), ub=np.ones(n), name="random20")
 
 
 @pytest.fixture(scope="module")

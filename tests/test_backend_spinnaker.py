@@ -1,7 +1,7 @@
 """The SpiNNaker target: a `lif` network as a PyNN project, run under NEST and
 mapped by sPyNNaker on a virtual board.
 
-Measured on the 10-variable QP below (γ = 0.05, 2000 steps; docs/backends.md):
+Measured on the 10-variable QP `snn_compile.synthetic.cut_qp(2)` (γ = 0.05, 2000 steps; docs/backends.md):
 the NEST run reproduces the reference backend's run of the PyNN-equivalent IR
 (hard reset, no spike cap, 16-bit weights) spike for spike; against the IR as
 lowered it ends 1.92γ away in x with per-neuron spike counts at most 6 apart
@@ -26,6 +26,7 @@ from snn_compile.decode import decode_solution
 from snn_compile.errors import CapabilityError, InputError
 from snn_compile.lower import lower
 from snn_compile.passes.precondition import precondition
+from snn_compile.synthetic import cut_qp
 
 needs_nest = pytest.mark.skipif(
     not SpiNNakerBackend.available()[0], reason="PyNN and NEST are not installed")
@@ -36,25 +37,13 @@ GAMMA = 0.05
 STEPS = 2000          # the lif lowering's steps_hint at γ = 0.05 (10 time constants)
 
 
-def qp10(seed: int = 2, n: int = 10, m: int = 8) -> QP:
-    """10 variables, 8 random inequalities cut through the unconstrained optimum (seed 2:
-    4 active); the shape benchmarks/bench_spinnaker_reset.py measures."""
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((n, n))
-    P = M @ M.T / n + 0.5 * np.eye(n)
-    x_free = rng.standard_normal(n)
-    G = rng.standard_normal((m, n))
-    h = G @ x_free - rng.uniform(-1.0, 1.0, m)
-    return QP(P=P, q=-P @ x_free, G=G, h=h, name="qp10")
-
-
 def hand_qp() -> QP:
     return QP(P=np.eye(2), q=[-1.0, -1.0], G=[[1.0, 1.0]], h=[1.0], lb=[0.0, 0.0], ub=[1.0, 1.0])
 
 
 @pytest.fixture(scope="module")
 def problem():
-    qp = qp10()
+    qp = cut_qp(2)
     net = lower(qp, "lif", gamma=GAMMA)
     assert net.provenance["params"]["steps_hint"] == STEPS
     return qp, net
