@@ -43,6 +43,17 @@ except ImportError:  # pragma: no cover - private scipy API moved
 
 _EMPTY = np.empty(0, dtype=np.intp)
 
+
+def clear_emission_slot(ring: np.ndarray, ring_fired, slot: int) -> None:
+    """Zero row ``slot`` of an emission ring: only the entries its fired list names, or
+    the whole row when the list is None (maybe dense). The float and integer executors."""
+    fired = ring_fired[slot]
+    if fired is None:
+        ring[slot].fill(0)
+    elif fired.size:
+        ring[slot][fired] = 0
+    ring_fired[slot] = _EMPTY
+
 #: Default for the ``event_fraction`` option: a source whose fraction of firing
 #: neurons is at most this is propagated column by column instead of by a full matvec.
 EVENT_FRACTION = 0.05
@@ -102,13 +113,7 @@ class _Population:
     # ------------------------------------------------------------ emission buffer
     def clear_slot(self, t: int):
         """This population does not update at step t: e_p(t) = 0."""
-        slot = t % self.ring_size
-        fired = self.ring_fired[slot]
-        if fired is None:
-            self.ring[slot].fill(0.0)
-        elif fired.size:
-            self.ring[slot][fired] = 0.0
-        self.ring_fired[slot] = _EMPTY
+        clear_emission_slot(self.ring, self.ring_fired, t % self.ring_size)
 
     # ------------------------------------------------------------ one update
     def update(self, t: int, gain_values: list):

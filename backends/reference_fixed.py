@@ -28,6 +28,10 @@ from snn_compile.ir.fixed_point import (THRESHOLD_ALWAYS, THRESHOLD_NEVER, decay
 from snn_compile.runtime import ControlRuntime, GainState
 from snn_compile.trace import DEFAULT_MAX_EVENTS, EventLog, Trace
 
+# reference.py imports this module only inside ReferenceBackend.run: no import cycle
+from .reference import (clear_emission_slot, finish_trace, recorded_events, sample_buffers,
+                        wants_numba)
+
 try:  # y += A·x for CSR without scipy's dispatch overhead (int64 data is supported)
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
 except ImportError:  # pragma: no cover - private scipy API moved
@@ -133,13 +137,8 @@ class _Population:
 
     # ------------------------------------------------------------ emission buffer
     def clear_slot(self, t: int):
-        slot = t % self.ring_size
-        fired = self.ring_fired[slot]
-        if fired is None:
-            self.ring[slot].fill(0)
-        elif fired.size:
-            self.ring[slot][fired] = 0
-        self.ring_fired[slot] = fired[:0] if fired is not None else np.empty(0, dtype=np.intp)
+        """This population does not update at step t: e_p(t) = 0."""
+        clear_emission_slot(self.ring, self.ring_fired, t % self.ring_size)
 
     def payload(self, v: np.ndarray, idx) -> np.ndarray:
         """Emitted integers of the neurons ``idx`` with states ``v`` (§5.5)."""
@@ -431,7 +430,6 @@ class _Emissions:
 
 def _compiled_kernels(kernel: str, spec, steps: int):
     """The ``_kernels_fixed`` module if the run uses it (see ``run_fixed``), else None."""
-    from .reference import wants_numba      # reference imports this module lazily
     # the numpy path costs ~1.5 ns per chip synapse and step; the kernels save most of it
     if not wants_numba(kernel, steps * 1e-9 * spec.synapse_count):
         return None
@@ -477,7 +475,6 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
         for name in names:
             np.multiply(pops[name].v, pops[name].lsb, out=mirrors[name])
 
-    from .reference import sample_buffers
     record_every, sample_steps, sample_states = sample_buffers(
         {name: p.size for name, p in pops.items()}, sample_populations, steps, record_every)
     n_samples = sample_steps.size
@@ -568,7 +565,6 @@ def run_fixed(net: Network, steps: int, *, record_every: Optional[int] = None, p
     wall = time.perf_counter() - started
     if bar is not None:
         bar.close()
-    from .reference import finish_trace, recorded_events   # reference imports this module lazily
     trace = finish_trace(snapshot(), recorded_events(pops), sample_steps, sample_states, taken,
                          record_every, wall, stopped)
     trace.meta["kernel"] = "numpy" if kernels is None else "numba"
