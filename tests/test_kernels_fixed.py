@@ -128,6 +128,7 @@ def test_reference_target_passes_the_kernel_option_on():
     net, _ = quantize(lower(sparse_qp(), "primal-dual"), "loihi2", overflow_check_steps=0)
     a = simulate(net, 100, kernel="numpy")
     b = simulate(net, 100, kernel="numba")
+    assert (a.meta["kernel"], b.meta["kernel"]) == ("numpy", "numba")
     assert all(a.final_state[n].tobytes() == b.final_state[n].tobytes() for n in a.final_state)
     with pytest.raises(InputError, match="kernel"):
         simulate(net, 10, kernel="fortran")
