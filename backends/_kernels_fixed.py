@@ -61,7 +61,7 @@ class FusedSlices:
         self.diagonal_exponents = np.array(exponents, np.int64) if uniform and rows == cols \
             and np.array_equal(self.indptr, np.arange(rows + 1)) \
             and np.array_equal(self.indices, np.arange(rows)) else None
-        self.sums = np.empty((len(csr), rows), np.int64)
+        self.sums = None                            # per-slice row sums, for an accumulator limit
         self.stats = np.zeros(2, np.int64)          # accumulator limit: largest |a|, clipped sums
 
     def accumulate(self, I: np.ndarray, e: np.ndarray, g_m: int, g_e: int, has_gain: bool,
@@ -81,6 +81,8 @@ class FusedSlices:
                     _accumulate_rows(I, e, self.indptr, self.indices, self.mantissas[part],
                                      self.exponents[part], int(g_m), int(g_e), bool(has_gain))
                 return
+            if self.sums is None:
+                self.sums = np.empty(self.exponents.shape, np.int64)
             for part in passes:
                 _row_sums(self.sums[part], e, self.indptr, self.indices, self.mantissas[part])
         _clip_sums(self.sums, int(acc_limit), self.stats)
